@@ -1,0 +1,1 @@
+"""Low-rank adapters per user segment, and the freezing checks around them."""

@@ -1,0 +1,1 @@
+"""Training: losses, the epoch loop with early stopping, pretraining and per-segment fine-tuning."""

@@ -1,0 +1,133 @@
+"""The epoch loop shared by pretraining and fine-tuning, with early stopping on validation."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from recsys_peft.models.two_tower import ItemTags, TwoTowerModel, UserBatch
+from recsys_peft.training.losses import in_batch_softmax_loss
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings; ``patience`` is in epochs without a better validation score."""
+
+    epochs: int = 40
+    batch_size: int = 512
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.0
+    patience: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 2 or self.patience < 1:
+            raise ValueError(
+                f"TrainConfig needs epochs >= 1, batch_size >= 2 and patience >= 1, got "
+                f"epochs={self.epochs}, batch_size={self.batch_size}, patience={self.patience}"
+            )
+        if self.learning_rate <= 0:
+            raise ValueError(f"TrainConfig.learning_rate must be positive, got {self.learning_rate}")
+
+
+@dataclass
+class Examples:
+    """Training rows: user inputs as of each target event, and the target item."""
+
+    inputs: UserBatch
+    targets: torch.Tensor  # (N,) int64
+
+    def __len__(self) -> int:
+        return int(self.targets.shape[0])
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_score: float
+    epochs_run: int
+    steps: int
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+
+
+def fit(
+    model: TwoTowerModel,
+    parameters: list[nn.Parameter],
+    examples: Examples,
+    tags: ItemTags,
+    log_q: torch.Tensor,
+    validate: Callable[[], float],
+    config: TrainConfig,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> FitResult:
+    """Train ``parameters`` of ``model``; keep the weights of the best validation epoch.
+
+    ``validate`` scores the model in eval mode (higher is better). Training stops after
+    ``config.patience`` epochs without improvement, and the best weights are restored.
+    """
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.Adam(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    names = {id(p) for p in parameters}
+    tracked = [n for n, p in model.named_parameters() if id(p) in names]
+
+    model.eval()
+    best_score = validate()
+    best_state = {n: p.detach().clone() for n, p in model.named_parameters() if n in tracked}
+    best_epoch, steps, stale = 0, 0, 0
+    history = [{"epoch": 0, "loss": None, "valid_ndcg@10": best_score, "seconds": 0.0}]
+    start = time.perf_counter()
+
+    for epoch in range(1, config.epochs + 1):
+        # One pass over shuffled examples.
+        model.train()
+        epoch_start = time.perf_counter()
+        order = torch.randperm(len(examples), generator=generator)
+        total, batches = 0.0, 0
+        for begin in range(0, len(order) - 1, config.batch_size):
+            index = order[begin:begin + config.batch_size]
+            if len(index) < 2:
+                continue
+            targets = examples.targets[index]
+            users = model.user_embeddings(examples.inputs.select(index))
+            items = model.item_embeddings(targets, tags)
+            loss = in_batch_softmax_loss(users, items, targets, log_q, model.config.temperature)
+
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss)
+            batches += 1
+        steps += batches
+
+        # Validate, keep the best weights, stop when patience runs out.
+        model.eval()
+        score = validate()
+        record = {"epoch": epoch, "loss": total / max(batches, 1), "valid_ndcg@10": score,
+                  "seconds": time.perf_counter() - epoch_start}
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        if score > best_score:
+            best_score, best_epoch, stale = score, epoch, 0
+            best_state = {n: p.detach().clone() for n, p in model.named_parameters() if n in tracked}
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name in best_state:
+                parameter.copy_(best_state[name])
+    model.eval()
+    return FitResult(best_epoch, best_score, len(history) - 1, steps, time.perf_counter() - start, history)
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    return copy.deepcopy(model)
