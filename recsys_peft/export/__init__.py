@@ -1,0 +1,1 @@
+"""Exported ranking models: a folder of safetensors weights and JSON that scoring loads alone."""

@@ -1,0 +1,1 @@
+"""Saved base models and adapters: safetensors weights beside JSON metadata."""

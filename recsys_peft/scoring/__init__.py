@@ -1,0 +1,1 @@
+"""Batch scoring: chunked top-K over the catalogue with exclusions, fallbacks and atomic output."""
