@@ -43,7 +43,7 @@ class AttributeEncoder:
         return len(self.values) + 1
 
     def labels_of(self, raw: Sequence[object]) -> list[str | None]:
-        """The label of each value (its band when binned), None when missing or not a number."""
+        """Return the label of each value (its band when binned), None when missing, NaN or not a number."""
         if not self.bins:
             return [None if v is None or str(v) == "" else str(v) for v in raw]
         out: list[str | None] = []
@@ -51,6 +51,9 @@ class AttributeEncoder:
             try:
                 number = float(value)  # type: ignore[arg-type]
             except (TypeError, ValueError):
+                out.append(None)
+                continue
+            if np.isnan(number):  # a missing number, which searchsorted would put in the last band
                 out.append(None)
                 continue
             out.append(self.labels[int(np.searchsorted(self.bins, number, side="right"))])

@@ -9,12 +9,12 @@ header is line 1 for delimited files), or the 0-based row index for parquet.
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 SOURCE_LINE = "source_line"
@@ -28,11 +28,49 @@ def _recbole_header(path: Path) -> list[str]:
     return [name.split(":", 1)[0] for name in header.split("\t")]
 
 
+def _read_jsonl(path: Path) -> tuple[pa.Table, list[int]]:
+    """Read JSON Lines into string columns, with the 1-based line number of each record.
+
+    The file is parsed here, not by pyarrow, because pyarrow infers one type per column and
+    fails on a column that contains both ``12`` and ``"12"``, and it skips blank lines without
+    counting them. Non-string values keep their JSON text: ``12`` becomes ``"12"``.
+    """
+    opener = gzip.open if path.suffix == ".gz" else open
+    records: list[dict] = []
+    lines: list[int] = []
+    names: dict[str, None] = {}  # column names in order of first appearance
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}: line {number} is not valid JSON: {error}") from error
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}: line {number} is not a JSON object: {text.strip()[:80]!r}")
+            records.append(record)
+            lines.append(number)
+            names.update(dict.fromkeys(record))
+
+    def as_text(value: object) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        return json.dumps(value)
+
+    if not names:  # only blank lines or empty objects: no columns, so no rows
+        return pa.table({}), []
+    columns = {name: pa.array([as_text(r.get(name)) for r in records], pa.string()) for name in names}
+    return pa.table(columns), lines
+
+
 def _read_delimited(path: Path, delimiter: str, names: list[str] | None) -> pa.Table:
     read_options = pacsv.ReadOptions(
         column_names=names, skip_rows=1 if names else 0, block_size=1 << 24
     )
     # Quoting is off for tab-separated files: MovieLens titles contain bare quotes.
+    # NOTE: pyarrow skips blank lines and reads a quoted field that spans lines as one row, so
+    # source_line is too small by one for each blank or continuation line above a row.
     parse_options = pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if delimiter == "," else False)
     if names is None:
         header = pacsv.open_csv(path, read_options=read_options, parse_options=parse_options).schema.names
@@ -54,6 +92,7 @@ def read_raw_table(path: str | Path, fmt: str) -> pa.Table:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"input file not found: {path}")
+    lines: list[int] | None = None
     try:
         if path.stat().st_size == 0:
             return pa.table({SOURCE_LINE: pa.array([], pa.int64())})
@@ -64,9 +103,7 @@ def read_raw_table(path: str | Path, fmt: str) -> pa.Table:
             table = _read_delimited(path, "," if fmt == "csv" else "\t", None)
             first_line = 2
         elif fmt == "jsonl":
-            table = pajson.read_json(path)
-            table = table.cast(pa.schema([pa.field(n, pa.string()) for n in table.column_names]))
-            first_line = 1
+            table, lines = _read_jsonl(path)
         elif fmt == "parquet":
             table = pq.read_table(path)
             table = table.cast(pa.schema([pa.field(n, pa.string()) for n in table.column_names]))
@@ -76,8 +113,9 @@ def read_raw_table(path: str | Path, fmt: str) -> pa.Table:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: cannot be read as {fmt}: {error}") from error
 
-    lines = pa.array(range(first_line, first_line + table.num_rows), pa.int64())
-    return table.append_column(SOURCE_LINE, lines)
+    if lines is None:
+        lines = list(range(first_line, first_line + table.num_rows))
+    return table.append_column(SOURCE_LINE, pa.array(lines, pa.int64()))
 
 
 def strip_strings(table: pa.Table, columns: list[str]) -> pa.Table:

@@ -38,19 +38,21 @@ class ValidatedRows:
 
 def _parse_timestamps(values: pa.ChunkedArray, unit: str, tz: str) -> tuple[np.ndarray, np.ndarray]:
     """Return UTC epoch microseconds (int64) and a mask of values that parsed."""
-    text = values.to_pandas()
     if unit == "iso":
         # Mixed inputs are allowed: naive values are read in the spec's time zone, values with
-        # an offset or a Z keep their own.
-        parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=False)
-        def to_utc(value: object) -> pd.Timestamp | None:
-            if value is None or pd.isna(value):
+        # an offset or a Z keep their own. Each value is parsed alone because pandas rejects a
+        # whole column that mixes offsets.
+        def to_utc(value: str | None) -> pd.Timestamp | None:
+            if value is None:
                 return None
-            stamp = pd.Timestamp(value)
-            return stamp.tz_localize(tz) if stamp.tzinfo is None else stamp
-        stamps = pd.Series([to_utc(v) for v in parsed], dtype=object)
+            try:
+                stamp = pd.Timestamp(datetime.fromisoformat(value))
+                return stamp.tz_localize(tz) if stamp.tzinfo is None else stamp
+            except ValueError:  # not ISO 8601, or a local time that DST makes ambiguous or nonexistent
+                return None
+        stamps = pd.Series([to_utc(v) for v in values.to_pylist()], dtype=object)
         ok = stamps.notna().to_numpy()
-        micros = np.zeros(len(text), dtype=np.int64)
+        micros = np.zeros(len(values), dtype=np.int64)
         if ok.any():
             utc = pd.to_datetime(stamps[ok], utc=True)
             micros[ok] = utc.astype("datetime64[us, UTC]").astype("int64").to_numpy()

@@ -41,13 +41,16 @@ def chunked_topk(
         if unavailable is not None:
             scores[:, unavailable[start:stop]] = float("-inf")
 
-        # Merge the chunk into the running top-K.
+        # Merge the chunk into the running top-K. torch.topk keeps an arbitrary subset of tied
+        # scores, so a stable sort is used instead: among equal scores the lower item index wins,
+        # and the chosen items do not depend on item_chunk.
         take = min(k, stop - start)
-        chunk_scores, chunk_index = torch.topk(scores, take, dim=1)       # (U, take)
+        chunk_index = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :take]  # (U, take)
+        chunk_scores = torch.gather(scores, 1, chunk_index)
         merged_scores = torch.cat([best_scores, chunk_scores], dim=1)     # (U, k + take)
         merged_items = torch.cat([best_items, chunk_index + start], dim=1)
-        top_scores, top_index = torch.topk(merged_scores, k, dim=1)
-        best_scores, best_items = top_scores, torch.gather(merged_items, 1, top_index)
+        top_index = torch.sort(merged_scores, dim=1, descending=True, stable=True).indices[:, :k]
+        best_scores, best_items = torch.gather(merged_scores, 1, top_index), torch.gather(merged_items, 1, top_index)
 
     # Deterministic order: score descending, then item index ascending; padding last.
     best_items[torch.isneginf(best_scores)] = NO_ITEM

@@ -101,7 +101,7 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss)
+            total += loss.detach().item()
             batches += 1
         steps += batches
 
