@@ -10,6 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+# Item index that pads a top-K list shorter than K.
+PAD_ITEM = -1
+
 
 def _validate_scores(scores: torch.Tensor) -> None:
     if scores.dim() != 2:
@@ -222,3 +225,37 @@ def topk_items(
     positions = torch.arange(int(k), device=scores.device).unsqueeze(0)  # (1, K)
     padded[positions >= available_counts.unsqueeze(1)] = -1
     return padded
+
+
+def list_ranks(top_items: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Find each target's 0-based position in its user's ranked list, for lists made elsewhere.
+
+    Use this to score recommendations that come as lists rather than scores, such as those of
+    another library or of an exported model. The caller removes seen items from the lists
+    first, so that the result matches ``target_ranks`` with seen items excluded.
+
+    Args:
+        top_items: (U, K) item indices, best first, padded with -1 at the end.
+        targets: (U,) item index of each user's target.
+
+    Returns:
+        (U,) int64 ranks. A target missing from its list gets rank K, which ``ranking_metrics``
+        scores as a miss at every cutoff up to K. At a cutoff above K it would count as a hit,
+        so evaluate lists only at cutoffs up to their length.
+    """
+    if isinstance(top_items, torch.Tensor):
+        top_items = top_items.detach().cpu().numpy()
+    lists = np.asarray(top_items)
+    targets = np.asarray(targets)
+    if lists.ndim != 2:
+        raise ValueError(f"top_items must be a 2-D (users, K) array, got shape {lists.shape}")
+    if targets.shape != (lists.shape[0],):
+        raise ValueError(
+            f"targets must have one entry per list ({lists.shape[0]}), got shape {targets.shape}"
+        )
+    if lists.size and not np.issubdtype(lists.dtype, np.integer):
+        raise ValueError(f"top_items must be integer item indices, got dtype {lists.dtype}")
+
+    found = lists == targets[:, None]                                  # (U, K)
+    first = np.argmax(found, axis=1)
+    return np.where(found.any(axis=1), first, lists.shape[1]).astype(np.int64)
