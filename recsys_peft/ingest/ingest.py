@@ -1,13 +1,17 @@
-"""Ingest one data set: read, validate, quarantine, deduplicate, order, index and write.
+"""Ingest one data set into a store, incrementally: read, validate, quarantine, deduplicate, write.
 
-Nothing is written until every input file exists and has the columns its source spec names, so
-a wrong file stops the run with the file name and the problem, and the previous store stays as
-it was. The store itself is built in a temporary folder and swapped in atomically.
+A run hashes every input file and skips those whose content the store already holds, so
+ingesting the same file twice changes nothing. The other files are streamed in batches:
+validated (bad rows go to quarantine with file, line, column and reason), spilled to disk by
+date, then merged into the date partitions they touch together with the rows already stored
+there. Everything the run writes goes to a staging folder that replaces the store in one
+commit, so a run that fails at any point leaves the store as it was.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,19 +22,28 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recsys_peft import atomic
-from recsys_peft.ingest.readers import SOURCE_LINE, read_raw_table, strip_strings
-from recsys_peft.ingest.spec import AttributeSource, SourceSpec
-from recsys_peft.ingest.store import INTERACTION_SCHEMA, SCHEMA_VERSION, write_interactions
-from recsys_peft.ingest.validate import validate_interactions
-from recsys_peft.ingest.vocab import Vocabulary, vocabulary_version
+from recsys_peft.ingest.attributes import attributes_table, read_attributes, require_columns
+from recsys_peft.ingest.merge import merge_spill
+from recsys_peft.ingest.readers import SOURCE_LINE, iter_raw_batches, list_input_files, strip_strings
+from recsys_peft.ingest.spec import SourceSpec
+from recsys_peft.ingest.spill import Spill
+from recsys_peft.ingest.state import StoreState, schema_description
+from recsys_peft.ingest.store import SCHEMA_VERSION, commit, link_tree, recover, staging_dir, write_parquet
+from recsys_peft.ingest.validate import QUARANTINE_SCHEMA, validate_interactions
+from recsys_peft.ingest.vocab import vocabulary_version
+
+# Rows held in memory at once while spilling and while merging: about 100 bytes each.
+ROWS_IN_MEMORY = 1_000_000
 
 
 class TooManyBadRowsError(ValueError):
-    """More rows were quarantined than the configured fraction allows."""
+    """More rows of one file were quarantined than the configured fraction allows."""
 
 
 @dataclass(frozen=True)
 class IngestSummary:
+    """What one run did. ``users``, ``items`` and the version describe the whole store after it."""
+
     store_dir: Path
     rows_read: int
     rows_written: int
@@ -39,188 +52,239 @@ class IngestSummary:
     users: int
     items: int
     vocabulary_version: str
+    run_id: str = ""
+    files_ingested: tuple[str, ...] = ()
+    files_skipped: tuple[str, ...] = ()
+    partitions_written: tuple[str, ...] = ()
+
+    def log_line(self) -> str:
+        """Return the summary as one ``key=value`` line, as the flow logs it."""
+        return (f"ingest run={self.run_id} files_ingested={len(self.files_ingested)} "
+                f"files_skipped={len(self.files_skipped)} rows_read={self.rows_read} "
+                f"rows_written={self.rows_written} quarantined={self.rows_quarantined} "
+                f"deduplicated={self.rows_deduplicated} partitions_written={len(self.partitions_written)} "
+                f"users={self.users} items={self.items} vocab={self.vocabulary_version}")
 
 
-def _sha256(path: Path) -> str:
+@dataclass
+class _FileReport:
+    name: str
+    sha256: str
+    size: int
+    status: str = "skipped"    # ingested or skipped (content already in the store)
+    rows_read: int = 0
+    rows_quarantined: int = 0
+
+
+def sha256_of(path: Path) -> str:
     hasher = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
+        for block in iter(lambda: handle.read(1 << 22), b""):
             hasher.update(block)
     return hasher.hexdigest()
 
 
-def _require_columns(table: pa.Table, path: Path, needed: list[str], spec: SourceSpec) -> None:
-    missing = [name for name in needed if name not in table.column_names]
-    if missing:
-        found = [name for name in table.column_names if name != SOURCE_LINE]
-        raise ValueError(
-            f"{path}: missing column(s) {missing} required by source spec {spec.path or spec.name}; "
-            f"found columns {found}"
-        )
+def _input_files(spec: SourceSpec, raw_dir: Path) -> tuple[list[Path], dict[str, Path]]:
+    """Resolve every input of ``spec``; raise ``FileNotFoundError`` naming the spec if one is missing."""
+    named_by = f"(named by source spec {spec.path or spec.name})"
+    try:
+        interactions = list_input_files(raw_dir, spec.interactions.file)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{error} {named_by}") from None
+    attribute_files = {}
+    for kind, source in (("users", spec.users), ("items", spec.items)):
+        if source is not None:
+            path = raw_dir / source.file
+            if not path.is_file():
+                raise FileNotFoundError(f"input file not found: {path} {named_by}")
+            attribute_files[kind] = path
+    return interactions, attribute_files
 
 
-def _read_attributes(source: AttributeSource, raw_dir: Path, spec: SourceSpec) -> pa.Table:
-    path = raw_dir / source.file
-    table = read_raw_table(path, spec.format)
-    _require_columns(table, path, [source.id, *source.attributes.values()], spec)
-    columns = {"id": table.column(source.id)}
-    for name, src in source.attributes.items():
-        column = table.column(src)
-        if name in source.multi_valued:
-            column = pc.split_pattern(pc.utf8_trim_whitespace(column), source.multi_valued[name])
-        columns[name] = column
-    result = strip_strings(pa.table(columns), ["id"])
-    null_ids = result.column("id").null_count
-    if null_ids:
-        raise ValueError(f"{path}: column {source.id!r} has {null_ids} empty id(s)")
-    # The first row of an id wins; a repeated id is a data error worth reporting, not a crash.
-    first = pc.equal(pa.array(np.arange(result.num_rows)),
-                     pa.array(_first_positions(result.column("id"))))
-    return result.filter(first)
-
-
-def _first_positions(ids: pa.ChunkedArray) -> np.ndarray:
-    position: dict[str, int] = {}
-    values = ids.to_pylist()
-    out = np.empty(len(values), dtype=np.int64)
-    for i, value in enumerate(values):
-        out[i] = position.setdefault(value, i)
-    return out
-
-
-def _deduplicate(events: pa.Table, rule: str) -> pa.Table:
-    """Collapse events with the same (user_id, item_id, timestamp) by ``rule``."""
-    order = np.arange(events.num_rows)
-    keyed = events.append_column("_order", pa.array(order, pa.int64()))
-    if rule == "max_weight":
-        weight = pc.fill_null(keyed.column("weight"), -np.inf)
-        keyed = keyed.append_column("_rank", pc.negate(weight))
-        keyed = keyed.sort_by([("_rank", "ascending"), ("_order", "ascending")])
-        keyed = keyed.drop_columns(["_rank"])
-    elif rule == "last":
-        keyed = keyed.sort_by([("_order", "descending")])
-    grouped = keyed.group_by(["user_id", "item_id", "timestamp"], use_threads=False).aggregate(
-        [("_order", "first")]
+def _too_many_bad_rows(path: Path, quarantine: pa.Table, rows_read: int, limit: float) -> TooManyBadRowsError:
+    reasons = pc.value_counts(quarantine.column("reason")).to_pylist()
+    summary = ", ".join(f"{r['values']}: {r['counts']}" for r in reasons)
+    first = quarantine.slice(0, 1).to_pylist()[0]
+    return TooManyBadRowsError(
+        f"{path}: {quarantine.num_rows} of {rows_read} rows are invalid "
+        f"(more than max_bad_fraction={limit}); reasons: {summary}; first: line "
+        f"{first['source_line']} column {first['column']!r} value {first['value']!r}: "
+        f"{first['reason']}. Nothing was written."
     )
-    kept = np.sort(grouped.column("_order_first").to_numpy())
-    return events.take(pa.array(kept))
 
 
-def _table_bytes(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    return sink.getvalue().to_pybytes()
+def _spill_file(path: Path, report: _FileReport, file_index: int, first_order: int, spec: SourceSpec,
+                now: datetime, spill: Spill, limit: float) -> pa.Table:
+    """Validate one interaction file into ``spill``; return its quarantined rows."""
+    mapping = spec.interactions.columns
+    quarantined = []
+    for batch in iter_raw_batches(path, spec.format, spec.interactions.layout):
+        if report.rows_read == 0:
+            require_columns(batch, path, list(mapping.values()), spec)
+        canonical = pa.table({name: batch.column(source) for name, source in mapping.items()})
+        canonical = strip_strings(canonical, list(mapping)).append_column(SOURCE_LINE, batch.column(SOURCE_LINE))
+        checked = validate_interactions(canonical, report.name, spec, now=now)
+        start = first_order + report.rows_read
+        orders = np.arange(start, start + batch.num_rows, dtype=np.int64)
+        good = checked.good.append_column("ingest_order", pa.array(orders[checked.valid]))
+        good = good.append_column("file_index", pa.array(np.full(good.num_rows, file_index, np.int32)))
+        spill.add(good)
+        quarantined.append(checked.quarantine)
+        report.rows_read += batch.num_rows
+    quarantine = pa.concat_tables(quarantined) if quarantined else QUARANTINE_SCHEMA.empty_table()
+    report.rows_quarantined = quarantine.num_rows
+    if report.rows_read and quarantine.num_rows / report.rows_read > limit:
+        raise _too_many_bad_rows(path, quarantine, report.rows_read, limit)
+    return quarantine
 
 
 def ingest_source(
     spec: SourceSpec,
     raw_dir: str | Path,
     store_dir: str | Path,
-    max_bad_fraction: float = 0.05,
+    max_bad_fraction: float | None = None,
     now: datetime | None = None,
+    rows_in_memory: int = ROWS_IN_MEMORY,
 ) -> IngestSummary:
-    """Build the store at ``store_dir`` from the files of ``spec`` found in ``raw_dir``."""
+    """Add the files of ``spec`` found in ``raw_dir`` to the store at ``store_dir``.
+
+    ``max_bad_fraction`` overrides the spec's limit; ``now`` (default: the current time) is
+    the latest timestamp accepted. The store is created when missing.
+    """
     raw_dir, store_dir = Path(raw_dir), Path(store_dir)
+    now = now or datetime.now(timezone.utc)
+    limit = spec.max_bad_fraction if max_bad_fraction is None else max_bad_fraction
+    started_at = datetime.now(timezone.utc)
+    recover(store_dir)
 
-    # Check every input before anything is written.
-    files = [raw_dir / spec.interactions.file]
-    files += [raw_dir / s.file for s in (spec.users, spec.items) if s is not None]
-    for path in files:
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"input file not found: {path} (named by source spec {spec.path or spec.name})"
-            )
-    inter_path = files[0]
-    raw = read_raw_table(inter_path, spec.format)
-    mapping = spec.interactions.columns
-    _require_columns(raw, inter_path, list(mapping.values()), spec)
-    users_attr = _read_attributes(spec.users, raw_dir, spec) if spec.users else None
-    items_attr = _read_attributes(spec.items, raw_dir, spec) if spec.items else None
+    interaction_files, attribute_files = _input_files(spec, raw_dir)
+    state = StoreState.load(store_dir)
+    run_id = f"run-{state.last_run + 1:06d}"
+    known = set(state.known_hashes)
+    reports = []
+    for path in interaction_files + list(attribute_files.values()):
+        report = _FileReport(path.relative_to(raw_dir).as_posix(), sha256_of(path), path.stat().st_size)
+        if report.sha256 not in known:
+            report.status = "ingested"
+            known.add(report.sha256)
+        reports.append(report)
+    by_path = dict(zip(interaction_files + list(attribute_files.values()), reports))
 
-    # Validate rows: canonical names, trimmed strings, parsed timestamps and weights.
-    canonical = pa.table({name: raw.column(src) for name, src in mapping.items()})
-    canonical = canonical.append_column(SOURCE_LINE, raw.column(SOURCE_LINE))
-    canonical = strip_strings(canonical, [c for c in mapping if c != "timestamp"] + ["timestamp"])
-    checked = validate_interactions(
-        canonical, inter_path.name, spec.interactions.timestamp_unit,
-        spec.interactions.timezone, "weight" in mapping, now=now,
-    )
-    rows_read = raw.num_rows
-    rows_bad = checked.quarantine.num_rows
-    if rows_read and rows_bad / rows_read > max_bad_fraction:
-        reasons = pc.value_counts(checked.quarantine.column("reason")).to_pylist()
-        summary = ", ".join(f"{r['values']}: {r['counts']}" for r in reasons)
-        first = checked.quarantine.slice(0, 1).to_pylist()[0]
-        raise TooManyBadRowsError(
-            f"{inter_path}: {rows_bad} of {rows_read} rows are invalid "
-            f"(more than max_bad_fraction={max_bad_fraction}); reasons: {summary}; first: line "
-            f"{first['source_line']} column {first['column']!r} value {first['value']!r}: "
-            f"{first['reason']}. Nothing was written."
+    if all(r.status == "skipped" for r in reports):
+        return _record_unchanged_run(state, run_id, spec, reports, started_at)
+
+    staging = staging_dir(store_dir, run_id)
+    try:
+        attributes = {kind: read_attributes(getattr(spec, kind), path, spec)
+                      for kind, path in attribute_files.items() if by_path[path].status == "ingested"}
+        spill = Spill(staging / ".spill", rows_in_memory)
+        new_files = [p for p in interaction_files if by_path[p].status == "ingested"]
+        quarantine = []
+        next_order = state.next_ingest_order
+        for file_index, path in enumerate(new_files):
+            report = by_path[path]
+            quarantine.append(_spill_file(path, report, file_index, next_order, spec, now, spill, limit))
+            next_order += report.rows_read
+        spill.flush()
+        merged = merge_spill(spill, state, staging, [by_path[p].name for p in new_files], spec.dedup,
+                             rows_in_memory)
+        shutil.rmtree(staging / ".spill")
+
+        users, items = merged.users, merged.items
+        for kind, table in attributes.items():
+            if kind == "users":
+                users = users.extended(table.column("id"))
+            else:
+                items = items.extended(table.column("id"))
+        version = vocabulary_version(users, items)
+        for vocab, kind in ((users, "user"), (items, "item")):
+            previous = _previous_attributes(state, kind)
+            table = attributes_table(vocab, kind, attributes.get(f"{kind}s"), previous)
+            write_parquet(table, staging / f"{kind}s.parquet")
+            vocab.save(staging / "vocab")
+        atomic.write_json(staging / "vocab" / "version.json", {"version": version})
+        quarantined = pa.concat_tables(quarantine) if quarantine else QUARANTINE_SCHEMA.empty_table()
+        if quarantined.num_rows:
+            write_parquet(quarantined, staging / "quarantine" / f"{run_id}.parquet")
+
+        summary = IngestSummary(
+            store_dir, sum(r.rows_read for r in reports), merged.rows_written, quarantined.num_rows,
+            merged.rows_deduplicated, len(users), len(items), version, run_id,
+            tuple(r.name for r in reports if r.status == "ingested"),
+            tuple(r.name for r in reports if r.status == "skipped"),
+            tuple(sorted(merged.partitions_written)),
         )
+        files = dict(state.files)
+        files.update({r.name: {"sha256": r.sha256, "bytes": r.size} for r in reports if r.status == "ingested"})
+        atomic.write_json(staging / "runs" / f"{run_id}.json",
+                          _run_manifest(spec, summary, reports, started_at, quarantined.num_rows > 0))
+        if state.current:
+            keep = (lambda relative: relative != Path("manifest.json") and not (staging / relative).exists())
+            link_tree(store_dir, staging, keep=keep)
+        manifest = _store_manifest(spec, summary, files, next_order, state, staging)
+        atomic.write_json(staging / "manifest.json", manifest)
+        commit(store_dir, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return summary
 
-    # Order by (timestamp, position in the source), then collapse duplicates.
-    events = checked.good.sort_by([("timestamp", "ascending"), (SOURCE_LINE, "ascending")])
-    deduplicated = _deduplicate(events, spec.dedup)
-    rows_dup = events.num_rows - deduplicated.num_rows
 
-    # Index ids: first appearance in time order, then ids known only from attribute files.
-    users = Vocabulary("users", ()).extended(deduplicated.column("user_id").combine_chunks())
-    items = Vocabulary("items", ()).extended(deduplicated.column("item_id").combine_chunks())
-    if users_attr is not None:
-        users = users.extended(users_attr.column("id").combine_chunks())
-    if items_attr is not None:
-        items = items.extended(items_attr.column("id").combine_chunks())
-    version = vocabulary_version(users, items)
+def _previous_attributes(state: StoreState, kind: str) -> pa.Table | None:
+    path = state.store_dir / f"{kind}s.parquet"
+    if not state.current or not path.is_file():
+        return None
+    return pq.read_table(path).sort_by(f"{kind}_idx")
 
-    interactions = pa.table({
-        "user_id": deduplicated.column("user_id"),
-        "item_id": deduplicated.column("item_id"),
-        "user_idx": users.lookup(deduplicated.column("user_id").combine_chunks()),
-        "item_idx": items.lookup(deduplicated.column("item_id").combine_chunks()),
-        "timestamp": deduplicated.column("timestamp"),
-        "weight": deduplicated.column("weight"),
-        "source_file": deduplicated.column("source_file"),
-        "source_line": deduplicated.column(SOURCE_LINE),
-        "ingest_order": pa.array(np.arange(deduplicated.num_rows), pa.int64()),
-    }, schema=INTERACTION_SCHEMA)
 
-    manifest = {
+def _store_manifest(spec: SourceSpec, summary: IngestSummary, files: dict, next_order: int,
+                    state: StoreState, staging: Path) -> dict:
+    """Describe the store as ``staging`` holds it, once every file is in place."""
+    partitions = sorted((staging / "interactions").glob("date=*/part-0.parquet"))
+    return {
         "schema_version": SCHEMA_VERSION,
+        "schema": schema_description(),
         "source_spec": spec.name,
-        "created_at": datetime.now(timezone.utc).isoformat(),
-        "files": {path.name: {"sha256": _sha256(path), "bytes": path.stat().st_size} for path in files},
-        "rows_read": rows_read,
-        "rows_written": interactions.num_rows,
-        "rows_quarantined": rows_bad,
-        "rows_deduplicated": rows_dup,
-        "users": len(users),
-        "items": len(items),
-        "vocabulary_version": version,
+        "files": files,
+        "rows": sum(pq.read_metadata(path).num_rows for path in partitions),
+        "partitions": len(partitions),
+        "users": summary.users,
+        "items": summary.items,
+        "vocabulary_version": summary.vocabulary_version,
+        "next_ingest_order": next_order,
+        "last_run": summary.run_id,
+        "deleted_users": state.deleted_users,
     }
 
-    # Write everything into a staging folder, then swap it in.
-    with atomic.replace_dir(store_dir) as staging:
-        write_interactions(interactions, staging / "interactions")
-        users.save(staging / "vocab")
-        items.save(staging / "vocab")
-        atomic.write_json(staging / "vocab" / "version.json", {"version": version})
-        atomic.write_bytes(staging / "users.parquet", _table_bytes(_attributes_table(users, users_attr, "user")))
-        atomic.write_bytes(staging / "items.parquet", _table_bytes(_attributes_table(items, items_attr, "item")))
-        atomic.write_bytes(staging / "quarantine" / "part-0.parquet", _table_bytes(checked.quarantine))
-        atomic.write_json(staging / "manifest.json", manifest)
 
-    return IngestSummary(store_dir, rows_read, interactions.num_rows, rows_bad, rows_dup,
-                         len(users), len(items), version)
+def _run_manifest(spec: SourceSpec, summary: IngestSummary, reports: list[_FileReport], started_at: datetime,
+                  has_quarantine: bool) -> dict:
+    return {
+        "run_id": summary.run_id,
+        "started_at": started_at.isoformat(),
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+        "source_spec": spec.name,
+        "schema_version": SCHEMA_VERSION,
+        "schema": schema_description(),
+        "files": [vars(r) for r in reports],
+        "rows_read": summary.rows_read,
+        "rows_written": summary.rows_written,
+        "rows_quarantined": summary.rows_quarantined,
+        "rows_deduplicated": summary.rows_deduplicated,
+        "partitions_written": list(summary.partitions_written),
+        "quarantine": f"quarantine/{summary.run_id}.parquet" if has_quarantine else None,
+        "users": summary.users,
+        "items": summary.items,
+        "vocabulary_version": summary.vocabulary_version,
+    }
 
 
-def _attributes_table(vocab: Vocabulary, attributes: pa.Table | None, kind: str) -> pa.Table:
-    """One row per vocabulary entry: original id, index and attributes (null when unknown)."""
-    base = pa.table({f"{kind}_id": pa.array(vocab.ids, pa.string()),
-                     f"{kind}_idx": pa.array(np.arange(len(vocab)), pa.int64())})
-    if attributes is None:
-        return base
-    position = pc.index_in(base.column(f"{kind}_id"), value_set=attributes.column("id"))
-    for name in attributes.column_names:
-        if name != "id":
-            base = base.append_column(name, pc.take(attributes.column(name), position))
-    return base
+def _record_unchanged_run(state: StoreState, run_id: str, spec: SourceSpec, reports: list[_FileReport],
+                          started_at: datetime) -> IngestSummary:
+    """Write the manifest of a run that found every file already ingested; nothing else changes."""
+    version = state.manifest["vocabulary_version"]
+    summary = IngestSummary(state.store_dir, 0, 0, 0, 0, len(state.users), len(state.items), version, run_id,
+                            (), tuple(r.name for r in reports))
+    atomic.write_json(state.store_dir / "runs" / f"{run_id}.json",
+                      _run_manifest(spec, summary, reports, started_at, False))
+    return summary

@@ -1,15 +1,23 @@
-"""Readers: one raw file to a pyarrow table of string columns plus its source line numbers.
+"""Readers: raw files to pyarrow tables of string columns plus the source line of each row.
 
-Every column is read as a string so that validation, not the reader, decides what a value
-means: ``"12"`` and ``12`` become the same id, and an unparsable timestamp becomes a quarantined
-row instead of a reader crash. ``source_line`` is the 1-based line of the row in the file (the
-header is line 1 for delimited files), or the 0-based row index for parquet.
+Every column is read as a string unless the caller asks for a type, so that validation, not
+the reader, decides what a value means: ``"12"`` and ``12`` become the same id, and an
+unparsable timestamp becomes a quarantined row instead of a reader crash. ``source_line`` is
+the 1-based line of the row in the file (the header is line 1 for delimited files), or the
+0-based row index for parquet.
+
+``iter_raw_batches`` streams a file in batches so that memory does not grow with its size;
+``read_raw_table`` reads a whole (small) file, as attribute files are. A name ending in
+``.gz`` is read as gzip, and a 0-byte file, compressed or not, has no rows and no columns.
 """
 
 from __future__ import annotations
 
+import glob
 import gzip
+import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,29 +25,81 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from recsys_peft.ingest.spec import FileLayout
+
 SOURCE_LINE = "source_line"
+BLOCK_BYTES = 1 << 22   # CSV block: 4 MiB kept peak memory at a quarter of 16 MiB blocks, as fast
+PYTHON_BATCH_ROWS = 65_536
+_DEFAULT_DELIMITERS = {"csv": ",", "tsv": "\t", "recbole": "\t"}
+_GLOB_CHARACTERS = set("*?[")
 
 
-def _recbole_header(path: Path) -> list[str]:
+class EmptyInputError(ValueError):
+    """A file that is empty where rows were expected."""
+
+
+def list_input_files(raw_dir: Path, pattern: str) -> list[Path]:
+    """Resolve a spec's ``file``: one file, every visible file in a folder, or a glob; sorted by name.
+
+    Raises ``FileNotFoundError`` when nothing matches.
+    """
+    path = raw_dir / pattern
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise FileNotFoundError(f"input folder is empty: {path}")
+        return files
+    if _GLOB_CHARACTERS & set(pattern):
+        files = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
+        if files:
+            return files
+        raise FileNotFoundError(f"no input file matches: {path}")
+    raise FileNotFoundError(f"input file not found: {path}")
+
+
+def _open_text(path: Path, encoding: str) -> io.TextIOBase:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding=encoding)
+    return open(path, encoding=encoding)
+
+
+def _recbole_header(path: Path, encoding: str) -> list[str]:
     # RecBole atomic files type each header field: "user_id:token	rating:float".
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
+    with _open_text(path, encoding) as handle:
         header = handle.readline().rstrip("\r\n")
     return [name.split(":", 1)[0] for name in header.split("\t")]
 
 
-def _read_jsonl(path: Path) -> tuple[pa.Table, list[int]]:
-    """Read JSON Lines into string columns, with the 1-based line number of each record.
+def _with_lines(table: pa.Table, first_line: int) -> pa.Table:
+    lines = pa.array(range(first_line, first_line + table.num_rows), pa.int64())
+    return table.append_column(SOURCE_LINE, lines)
+
+
+def _iter_jsonl(path: Path, encoding: str) -> Iterator[pa.Table]:
+    """Parse JSON Lines into string columns, with the 1-based line number of each record.
 
     The file is parsed here, not by pyarrow, because pyarrow infers one type per column and
     fails on a column that contains both ``12`` and ``"12"``, and it skips blank lines without
-    counting them. Non-string values keep their JSON text: ``12`` becomes ``"12"``.
+    counting them. Non-string values keep their JSON text: ``12`` becomes ``"12"``. Batches
+    may have different columns when records do: a key missing from a record is null.
     """
-    opener = gzip.open if path.suffix == ".gz" else open
     records: list[dict] = []
     lines: list[int] = []
-    names: dict[str, None] = {}  # column names in order of first appearance
-    with opener(path, "rt", encoding="utf-8") as handle:
+
+    def as_text(value: object) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        return json.dumps(value)
+
+    def flush() -> pa.Table:
+        names = dict.fromkeys(name for record in records for name in record)
+        columns = {name: pa.array([as_text(r.get(name)) for r in records], pa.string()) for name in names}
+        columns[SOURCE_LINE] = pa.array(lines, pa.int64())
+        return pa.table(columns)
+
+    with _open_text(path, encoding) as handle:
         for number, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
@@ -51,71 +111,133 @@ def _read_jsonl(path: Path) -> tuple[pa.Table, list[int]]:
                 raise ValueError(f"{path}: line {number} is not a JSON object: {text.strip()[:80]!r}")
             records.append(record)
             lines.append(number)
-            names.update(dict.fromkeys(record))
-
-    def as_text(value: object) -> str | None:
-        if value is None or isinstance(value, str):
-            return value
-        return json.dumps(value)
-
-    if not names:  # only blank lines or empty objects: no columns, so no rows
-        return pa.table({}), []
-    columns = {name: pa.array([as_text(r.get(name)) for r in records], pa.string()) for name in names}
-    return pa.table(columns), lines
+            if len(records) == PYTHON_BATCH_ROWS:
+                yield flush()
+                records, lines = [], []
+    if records:
+        yield flush()
 
 
-def _read_delimited(path: Path, delimiter: str, names: list[str] | None) -> pa.Table:
-    read_options = pacsv.ReadOptions(
-        column_names=names, skip_rows=1 if names else 0, block_size=1 << 24
-    )
-    # Quoting is off for tab-separated files: MovieLens titles contain bare quotes.
-    # NOTE: pyarrow skips blank lines and reads a quoted field that spans lines as one row, so
-    # source_line is too small by one for each blank or continuation line above a row.
+def _iter_split_lines(path: Path, layout: FileLayout, delimiter: str) -> Iterator[pa.Table]:
+    """Split lines on a delimiter of several characters (MovieLens ``::``), which pyarrow cannot."""
+    with _open_text(path, layout.encoding) as handle:
+        names = list(layout.column_names) if layout.column_names else None
+        number = 0
+        if names is None:
+            header = handle.readline()
+            number = 1
+            if not header:
+                return
+            names = header.rstrip("\r\n").split(delimiter)
+        rows: list[list[str]] = []
+        first_line = number + 1
+        for number, text in enumerate(handle, start=number + 1):
+            fields = text.rstrip("\r\n").split(delimiter)
+            if len(fields) != len(names):
+                raise ValueError(
+                    f"{path}: cannot be read: line {number} has {len(fields)} fields, expected "
+                    f"{len(names)} ({names}) separated by {delimiter!r}"
+                )
+            rows.append(fields)
+            if len(rows) == PYTHON_BATCH_ROWS:
+                yield _split_rows_table(names, rows, first_line)
+                rows, first_line = [], number + 1
+        if rows:
+            yield _split_rows_table(names, rows, first_line)
+
+
+def _split_rows_table(names: list[str], rows: list[list[str]], first_line: int) -> pa.Table:
+    columns = {name: pa.array([row[i] or None for row in rows], pa.string()) for i, name in enumerate(names)}
+    return _with_lines(pa.table(columns), first_line)
+
+
+def _iter_delimited(path: Path, fmt: str, layout: FileLayout, delimiter: str) -> Iterator[pa.Table]:
+    names: list[str] | None
+    if layout.column_names:
+        names, skip = list(layout.column_names), 0
+    elif fmt == "recbole":
+        names, skip = _recbole_header(path, layout.encoding), 1
+    else:
+        names, skip = None, 0
+    read_options = pacsv.ReadOptions(column_names=names, skip_rows=skip, block_size=BLOCK_BYTES,
+                                     encoding=layout.encoding)
+    # Quoting is on for commas only: MovieLens titles in tab- and pipe-separated files contain
+    # bare quotes. NOTE: pyarrow skips blank lines and reads a quoted field that spans lines as
+    # one row, so source_line is too small by one for each blank or continuation line above a row.
     parse_options = pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if delimiter == "," else False)
     if names is None:
-        header = pacsv.open_csv(path, read_options=read_options, parse_options=parse_options).schema.names
+        try:
+            header = pacsv.open_csv(path, read_options=read_options, parse_options=parse_options).schema.names
+        except pa.ArrowInvalid as error:
+            if "Empty CSV file" in str(error):
+                return
+            raise
     else:
         header = names
-    convert_options = pacsv.ConvertOptions(
-        column_types={name: pa.string() for name in header}, strings_can_be_null=True,
-        quoted_strings_can_be_null=False,
-    )
-    return pacsv.read_csv(path, read_options, parse_options, convert_options)
+    convert_options = pacsv.ConvertOptions(column_types={name: pa.string() for name in header}, strings_can_be_null=True,
+                                           quoted_strings_can_be_null=False)
+    reader = pacsv.open_csv(path, read_options, parse_options, convert_options)
+    first_line = 1 if names is not None and skip == 0 else 2
+    emitted = False
+    for batch in reader:
+        emitted = True
+        table = pa.Table.from_batches([batch])
+        yield _with_lines(table, first_line)
+        first_line += table.num_rows
+    if not emitted:  # a header and no rows: keep the columns so that they can be checked
+        yield _with_lines(pa.table({name: pa.array([], pa.string()) for name in header}), first_line)
 
 
-def read_raw_table(path: str | Path, fmt: str) -> pa.Table:
-    """Read ``path`` in format ``fmt`` into string columns plus ``source_line`` (int64).
+def _iter_parquet(path: Path) -> Iterator[pa.Table]:
+    parquet = pq.ParquetFile(path)
+    strings = pa.schema([pa.field(name, pa.string()) for name in parquet.schema_arrow.names])
+    if parquet.metadata.num_rows == 0:  # no rows: keep the columns so that they can be checked
+        yield _with_lines(strings.empty_table(), 0)
+        return
+    first = 0
+    for batch in parquet.iter_batches(batch_size=1 << 20):
+        table = pa.Table.from_batches([batch]).cast(strings)
+        yield _with_lines(table, first)
+        first += table.num_rows
 
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file when it
-    cannot be parsed at all.
+
+def iter_raw_batches(path: str | Path, fmt: str, layout: FileLayout = FileLayout()) -> Iterator[pa.Table]:
+    """Yield ``path`` in batches of string columns plus ``source_line`` (int64).
+
+    A file with a header and no rows yields one empty batch with its columns; a 0-byte file,
+    or a gzip file whose content is empty, yields nothing. Raises
+    ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file when it cannot
+    be parsed.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"input file not found: {path}")
-    lines: list[int] | None = None
+    if path.stat().st_size == 0:
+        return
+    delimiter = layout.delimiter or _DEFAULT_DELIMITERS.get(fmt)
     try:
-        if path.stat().st_size == 0:
-            return pa.table({SOURCE_LINE: pa.array([], pa.int64())})
-        if fmt == "recbole":
-            table = _read_delimited(path, "\t", _recbole_header(path))
-            first_line = 2
-        elif fmt in ("csv", "tsv"):
-            table = _read_delimited(path, "," if fmt == "csv" else "\t", None)
-            first_line = 2
+        if fmt in _DEFAULT_DELIMITERS:
+            assert delimiter is not None
+            if len(delimiter) > 1:
+                yield from _iter_split_lines(path, layout, delimiter)
+            else:
+                yield from _iter_delimited(path, fmt, layout, delimiter)
         elif fmt == "jsonl":
-            table, lines = _read_jsonl(path)
+            yield from _iter_jsonl(path, layout.encoding)
         elif fmt == "parquet":
-            table = pq.read_table(path)
-            table = table.cast(pa.schema([pa.field(n, pa.string()) for n in table.column_names]))
-            first_line = 0
+            yield from _iter_parquet(path)
         else:
             raise ValueError(f"{path}: format {fmt!r} is not supported")
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, UnicodeDecodeError) as error:
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, EOFError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: cannot be read as {fmt}: {error}") from error
 
-    if lines is None:
-        lines = list(range(first_line, first_line + table.num_rows))
-    return table.append_column(SOURCE_LINE, pa.array(lines, pa.int64()))
+
+def read_raw_table(path: str | Path, fmt: str, layout: FileLayout = FileLayout()) -> pa.Table:
+    """Read all of ``path`` into string columns plus ``source_line`` (int64)."""
+    batches = list(iter_raw_batches(path, fmt, layout))
+    if not batches:
+        return pa.table({SOURCE_LINE: pa.array([], pa.int64())})
+    return pa.concat_tables(batches, promote_options="permissive")
 
 
 def strip_strings(table: pa.Table, columns: list[str]) -> pa.Table:

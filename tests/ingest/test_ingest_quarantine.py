@@ -3,11 +3,10 @@
 import re
 from datetime import datetime, timezone
 
-import pyarrow.parquet as pq
 import pytest
 
 from recsys_peft.ingest.ingest import TooManyBadRowsError, ingest_source
-from recsys_peft.ingest.store import read_interactions
+from recsys_peft.ingest.store import read_interactions, read_quarantine
 from recsys_peft.ingest.validate import QUARANTINE_SCHEMA
 
 # Line numbers count the header as line 1. 99999999999 s is in the year 5138, after NOW.
@@ -31,7 +30,7 @@ def test_quarantine_rows_and_reasons(raw_dir, tmp_path, make_spec, now):
 
     summary = ingest_source(make_spec(), raw_dir, store, max_bad_fraction=0.9, now=now)
 
-    quarantine = pq.read_table(store / "quarantine" / "part-0.parquet")
+    quarantine = read_quarantine(store)
     assert quarantine.schema.equals(QUARANTINE_SCHEMA)
     assert quarantine.to_pylist() == [
         {"source_file": "events.csv", "source_line": 3, "column": "user_id", "value": None,
@@ -76,7 +75,7 @@ def test_quarantine_empty_when_clean(raw_dir, tmp_path, make_spec, now):
 
     summary = ingest_source(make_spec(), raw_dir, store, now=now)
 
-    quarantine = pq.read_table(store / "quarantine" / "part-0.parquet")
+    quarantine = read_quarantine(store)
     assert quarantine.num_rows == 0
     assert quarantine.schema.equals(QUARANTINE_SCHEMA)
     assert summary.rows_quarantined == 0
@@ -138,7 +137,7 @@ def test_quarantine_iso_time_zones(raw_dir, tmp_path, make_spec, now):
         "c": datetime(2019, 12, 31, 19, 30, tzinfo=timezone.utc),
         "d": datetime(2020, 1, 1, 0, 30, tzinfo=timezone.utc),
     }
-    quarantine = pq.read_table(store / "quarantine" / "part-0.parquet")
+    quarantine = read_quarantine(store)
     assert quarantine.column("value").to_pylist() == ["2020-10-25T02:30:00", "01/02/2020"]
     assert quarantine.column("reason").to_pylist() == ["unparsable timestamp (unit iso)"] * 2
 

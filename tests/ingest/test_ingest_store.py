@@ -8,7 +8,7 @@ import pytest
 
 from recsys_peft.ingest.ingest import ingest_source
 from recsys_peft.ingest.spec import AttributeSource
-from recsys_peft.ingest.store import INTERACTION_SCHEMA, read_interactions
+from recsys_peft.ingest.store import INTERACTION_SCHEMA, SCHEMA_VERSION, read_interactions
 from recsys_peft.ingest.vocab import Vocabulary, vocabulary_version
 
 # (u1, a, 100) occurs three times with weights 3, 5, 4; (u1, c, 200) twice with a tied weight.
@@ -144,9 +144,10 @@ def test_store_ingest_order(raw_dir, tmp_path, make_spec, now):
 
     ingest_source(make_spec(), raw_dir, store, now=now)
 
+    # ingest_order is the position among the rows read: lines 2, 3 and 4 are 0, 1 and 2.
     events = read_interactions(store)
     assert events.column("source_line").to_pylist() == [3, 4, 2]
-    assert events.column("ingest_order").to_pylist() == [0, 1, 2]
+    assert events.column("ingest_order").to_pylist() == [1, 2, 0]
 
 
 def test_store_manifest(raw_dir, tmp_path, make_spec, now):
@@ -160,28 +161,35 @@ def test_store_manifest(raw_dir, tmp_path, make_spec, now):
     assert manifest["files"] == {
         "events.csv": {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
     }
-    assert manifest["rows_read"] == 7
-    assert manifest["rows_written"] == 4
-    assert manifest["rows_deduplicated"] == 3
-    assert manifest["rows_quarantined"] == 0
+    assert manifest["schema_version"] == SCHEMA_VERSION
+    assert [field["name"] for field in manifest["schema"]] == INTERACTION_SCHEMA.names
+    assert manifest["rows"] == 4
+    assert manifest["partitions"] == 1
     assert manifest["users"] == 1
     assert manifest["items"] == 3
+    assert manifest["next_ingest_order"] == 7
+    assert manifest["last_run"] == "run-000001"
     assert manifest["vocabulary_version"] == summary.vocabulary_version
     assert json.loads((store / "vocab" / "version.json").read_text()) == {"version": summary.vocabulary_version}
 
 
-def test_store_ingest_twice_identical(raw_dir, tmp_path, make_spec, now):
-    (raw_dir / "events.csv").write_text(DUPLICATES, encoding="utf-8")
-    (raw_dir / "users.csv").write_text("user,age\nu1,40\nu2,30\n", encoding="utf-8")
-    spec = make_spec(users=AttributeSource("users.csv", "user", {"age": "age"}))
+def test_store_run_manifest(raw_dir, tmp_path, make_spec, now):
+    path = raw_dir / "events.csv"
+    path.write_text(DUPLICATES, encoding="utf-8")
     store = tmp_path / "store"
 
-    first = ingest_source(spec, raw_dir, store, now=now)
-    events_first = read_interactions(store)
-    vocab_first = (store / "vocab" / "users.parquet").read_bytes()
-    second = ingest_source(spec, raw_dir, store, now=now)
+    summary = ingest_source(make_spec(), raw_dir, store, now=now)
 
-    assert read_interactions(store).equals(events_first)
-    assert (store / "vocab" / "users.parquet").read_bytes() == vocab_first
-    assert second == first
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw", "store"]
+    run = json.loads((store / "runs" / "run-000001.json").read_text(encoding="utf-8"))
+    assert run["run_id"] == summary.run_id == "run-000001"
+    assert run["files"] == [{"name": "events.csv", "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                             "size": path.stat().st_size, "status": "ingested", "rows_read": 7,
+                             "rows_quarantined": 0}]
+    assert run["rows_read"] == 7
+    assert run["rows_written"] == 4
+    assert run["rows_deduplicated"] == 3
+    assert run["rows_quarantined"] == 0
+    assert run["partitions_written"] == ["1970-01-01"]
+    assert run["schema_version"] == SCHEMA_VERSION
+    assert run["quarantine"] is None
+    assert run["vocabulary_version"] == summary.vocabulary_version
