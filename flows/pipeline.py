@@ -25,19 +25,20 @@ from recsys_peft import atomic  # noqa: E402
 from recsys_peft.config import PipelineConfig  # noqa: E402
 from recsys_peft.dataset.snapshot import DataSnapshot, load_snapshot  # noqa: E402
 from recsys_peft.evaluation.report import format_table, metrics_report, test_ranks  # noqa: E402
-from recsys_peft.export.exporter import export_two_tower  # noqa: E402
+from recsys_peft.export.exporter import export_model  # noqa: E402
 from recsys_peft.export.model import ExportedModel  # noqa: E402
 from recsys_peft.ingest.fetch import fetch_movielens_100k  # noqa: E402
 from recsys_peft.ingest.ingest import IngestSummary, ingest_source  # noqa: E402
 from recsys_peft.ingest.spec import load_source_spec  # noqa: E402
-from recsys_peft.models.two_tower import TwoTowerModel, parameter_count  # noqa: E402
+from recsys_peft.models.two_tower import parameter_count  # noqa: E402
 from recsys_peft.registry.artifacts import save_adapter, save_base_model, segment_slug  # noqa: E402
 from recsys_peft.scoring.batch import score_users, write_recommendations  # noqa: E402
 from recsys_peft.segments import load_segment_spec  # noqa: E402
 from recsys_peft.training.finetune import (  # noqa: E402
-    SegmentAdapter, adapter_slots, finetune_segment, stack_adapters,
+    BaseModel, SegmentAdapter, adapter_slots, finetune_segment, stack_adapters,
 )
-from recsys_peft.training.pretrain import pretrain_two_tower, two_tower_config  # noqa: E402
+from recsys_peft.training.pretrain import model_config  # noqa: E402
+from recsys_peft.training.pretrain import pretrain as train_base_model  # noqa: E402
 
 
 @task(cache_policy=NO_CACHE)
@@ -75,10 +76,10 @@ def split(config: PipelineConfig, store: IngestSummary) -> DataSnapshot:
 
 
 @task(cache_policy=NO_CACHE)
-def pretrain(config: PipelineConfig, snapshot: DataSnapshot) -> tuple[TwoTowerModel, str]:
+def pretrain(config: PipelineConfig, snapshot: DataSnapshot) -> tuple[BaseModel, str]:
     logger = get_run_logger()
-    model_config = two_tower_config(snapshot, **config.model_overrides)
-    result = pretrain_two_tower(snapshot, model_config, config.pretrain, on_epoch=lambda r: logger.info(
+    architecture = model_config(config.model, snapshot, **config.resolved_model_overrides())
+    result = train_base_model(snapshot, architecture, config.pretrain, on_epoch=lambda r: logger.info(
         "pretrain epoch=%d loss=%.4f valid_ndcg@10=%.4f %.1fs", r["epoch"], r["loss"], r["valid_ndcg@10"],
         r["seconds"]))
     base_hash = save_base_model(result.model, Path(config.work_dir) / "models" / "base", {
@@ -88,14 +89,14 @@ def pretrain(config: PipelineConfig, snapshot: DataSnapshot) -> tuple[TwoTowerMo
         "metrics": {"valid_ndcg@10": result.result.best_score},
         "history": result.result.history,
     })
-    logger.info("pretrain model=two_tower parameters=%d best_epoch=%d valid_ndcg@10=%.4f %.1fs",
-                parameter_count(result.model), result.result.best_epoch, result.result.best_score,
+    logger.info("pretrain model=%s parameters=%d best_epoch=%d valid_ndcg@10=%.4f %.1fs",
+                config.model, parameter_count(result.model), result.result.best_epoch, result.result.best_score,
                 result.result.seconds)
     return result.model, base_hash
 
 
 @task(cache_policy=NO_CACHE, task_run_name="finetune-{segment_index}")
-def finetune(config: PipelineConfig, snapshot: DataSnapshot, base: TwoTowerModel, base_hash: str,
+def finetune(config: PipelineConfig, snapshot: DataSnapshot, base: BaseModel, base_hash: str,
              segment_index: int) -> SegmentAdapter:
     adapter = finetune_segment(base, snapshot, segment_index, config.finetune)
     folder = Path(config.work_dir) / "models" / "adapters" / segment_slug(segment_index, adapter.segment)
@@ -109,12 +110,13 @@ def finetune(config: PipelineConfig, snapshot: DataSnapshot, base: TwoTowerModel
 
 
 @task(cache_policy=NO_CACHE)
-def evaluate(config: PipelineConfig, snapshot: DataSnapshot, base: TwoTowerModel, adapted: TwoTowerModel,
+def evaluate(config: PipelineConfig, snapshot: DataSnapshot, base: BaseModel, adapted: BaseModel,
              slots: np.ndarray, adapters: list[SegmentAdapter]) -> dict:
     ranks = test_ranks(snapshot, {"base": (base, None), "adapted": (adapted, slots)})
     report = metrics_report(snapshot, ranks, seed=config.seed)
     report["adapters"] = {a.segment: {"kept": a.used, "reason": a.reason, "users": a.users,
                                       "trainable_parameters": a.trainable_parameters} for a in adapters}
+    report["model"] = config.model
     report["base_parameters"] = parameter_count(base)
     report["seed"] = config.seed
     atomic.write_json(Path(config.work_dir) / "metrics.json", report)
@@ -130,10 +132,10 @@ def evaluate(config: PipelineConfig, snapshot: DataSnapshot, base: TwoTowerModel
 
 
 @task(cache_policy=NO_CACHE)
-def export(config: PipelineConfig, snapshot: DataSnapshot, adapted: TwoTowerModel, slots: np.ndarray,
+def export(config: PipelineConfig, snapshot: DataSnapshot, adapted: BaseModel, slots: np.ndarray,
            base_hash: str, adapters: list[SegmentAdapter], report: dict) -> Path:
     out_dir = Path(config.work_dir) / "export"
-    manifest = export_two_tower(adapted, snapshot, slots, out_dir, Path(config.work_dir) / "store", {
+    manifest = export_model(adapted, snapshot, slots, out_dir, Path(config.work_dir) / "store", {
         "base_model_hash": base_hash,
         "adapters": {a.segment: {"kept": a.used, "slot": a.segment_index} for a in adapters},
         "metrics": {"test": {m: report["overall"][m]["ndcg@10"] for m in ("base", "adapted")}},
@@ -187,7 +189,7 @@ def pipeline(config: PipelineConfig | None = None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the recsys-peft pipeline end to end on MovieLens-100K.")
-    parser.add_argument("--model", default="two_tower", help="model family (default: two_tower)")
+    parser.add_argument("--model", default="two_tower", help="model family: two_tower or sasrec (default: two_tower)")
     parser.add_argument("--seed", type=int, default=0, help="seed for training and sampling (default: 0)")
     parser.add_argument("--work-dir", default="data/demo", help="where outputs go (default: data/demo)")
     args = parser.parse_args(argv)

@@ -60,17 +60,20 @@ class SegmentLoRALinear(nn.Module):
             self.lora_B.zero_()
 
     def forward(self, x: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
-        # x: (B, in); segments: (B,) int64 in [-1, num_segments)
+        # x: (B, ..., in), one segment per leading row; segments: (B,) int64 in [-1, num_segments)
         out = self.base(x)
         if self.num_segments == 0:
             return out
-        active = segments >= 0
+        rows = x.shape[0]
+        active = (segments >= 0).to(x.dtype).view(rows, 1, 1)
         index = segments.clamp(min=0)
-        a = self.lora_A[index]                                  # (B, r, in)
-        b = self.lora_B[index]                                  # (B, out, r)
-        hidden = torch.bmm(a, self.dropout(x).unsqueeze(-1))    # (B, r, 1)
-        delta = torch.bmm(b, hidden).squeeze(-1)                # (B, out)
-        return out + delta * (self.config.scaling * active.unsqueeze(-1).to(x.dtype))
+        a = self.lora_A[index]                                      # (B, r, in)
+        b = self.lora_B[index]                                      # (B, out, r)
+        flat = self.dropout(x).reshape(rows, -1, x.shape[-1])      # (B, T, in)
+        hidden = torch.bmm(flat, a.transpose(1, 2))                 # (B, T, r)
+        delta = torch.bmm(hidden, b.transpose(1, 2))                # (B, T, out)
+        delta = delta * (self.config.scaling * active)
+        return out + delta.reshape(out.shape)
 
     def merged_weight(self, segment: int) -> torch.Tensor:
         """The dense weight ``W + (alpha / r) B[s] A[s]`` of one segment (or ``W`` for -1)."""

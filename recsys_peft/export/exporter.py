@@ -17,6 +17,7 @@ from recsys_peft import atomic
 from recsys_peft.dataset.features import user_batch
 from recsys_peft.dataset.snapshot import DataSnapshot
 from recsys_peft.export.model import EXPORT_SCHEMA_VERSION, ExportedModel, user_side_state
+from recsys_peft.models.sasrec import SASRecModel
 from recsys_peft.models.two_tower import TwoTowerModel
 
 # Exported and training scores are both float32 cosine similarities from the same operations,
@@ -48,8 +49,8 @@ def parity_sample(snapshot: DataSnapshot, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
-def export_two_tower(
-    model: TwoTowerModel,
+def export_model(
+    model: TwoTowerModel | SASRecModel,
     snapshot: DataSnapshot,
     slots: np.ndarray,
     out_dir: str | Path,
@@ -69,11 +70,11 @@ def export_two_tower(
     popularity = torch.from_numpy(np.bincount(log.items[snapshot.split.train_positions],
                                               minlength=log.num_items).astype(np.float32))
     base_hash = manifest_extra.get("base_model_hash", weights_hash(model))
-    model_version = f"two_tower-{weights_hash(model)[:12]}"
+    model_version = f"{model.family}-{weights_hash(model)[:12]}"
 
     with atomic.replace_dir(Path(out_dir)) as staging:
         atomic.write_json(staging / "model.json", {
-            "family": "two_tower",
+            "family": model.family,
             "config": model.config.to_dict(),
             "num_segments": model.num_segments,
             "lora": {"r": model.lora_config.r, "alpha": model.lora_config.alpha, "dropout": model.lora_config.dropout},
@@ -94,7 +95,7 @@ def export_two_tower(
         manifest = {
             "schema_version": EXPORT_SCHEMA_VERSION,
             "model_version": model_version,
-            "family": "two_tower",
+            "family": model.family,
             "base_model_hash": base_hash,
             "vocabulary_version": log.vocabulary_version,
             "training_data_snapshot": snapshot.snapshot_id,
@@ -119,3 +120,7 @@ def export_two_tower(
             )
         atomic.write_json(staging / "manifest.json", manifest)
     return manifest
+
+
+# The first export function's name, kept for callers written before SASRec could export.
+export_two_tower = export_model

@@ -1,10 +1,10 @@
-"""Load an exported two-tower ranking model without training code, checkpoints or unpickling.
+"""Load an exported ranking model (two-tower or SASRec) without training code, checkpoints or unpickling.
 
 An export folder holds::
 
     model.json                 architecture, adapter settings, attribute encoders, tag values
-    user_tower.safetensors     the user side: embedding tables it reads and its dense layers,
-                               with every segment's adapter stacked in its slot
+    user_tower.safetensors     the user side: the embedding tables it reads and its dense
+                               layers, with every segment's adapter stacked in its slot
     items.safetensors          precomputed item vectors (I, D) and training popularity (I,)
     segments.parquet           user_id, user_idx, segment, adapter slot (-1 = base model)
     vocab/users.parquet, vocab/items.parquet
@@ -24,16 +24,27 @@ from safetensors.torch import load_file
 from recsys_peft import atomic
 from recsys_peft.adapters.lora import LoRAConfig
 from recsys_peft.dataset.attributes import AttributeEncoder
+from recsys_peft.models.sasrec import SASRecConfig, SASRecModel
 from recsys_peft.models.two_tower import TwoTowerConfig, TwoTowerModel, UserBatch
 
 EXPORT_SCHEMA_VERSION = 1
-USER_SIDE_PREFIXES = ("ebc.embedding_bags.t_user.", "ebc.embedding_bags.t_item.", "ebc.embedding_bags.t_attr_",
-                      "user_hidden.", "user_out.")
+# The two-tower user side reads these tables and layers; the item tower is replaced by the
+# precomputed item vectors. SASRec's user side is the whole model (its item table is its input).
+USER_SIDE_PREFIXES = {
+    "two_tower": ("ebc.embedding_bags.t_user.", "ebc.embedding_bags.t_item.", "ebc.embedding_bags.t_attr_",
+                  "user_hidden.", "user_out."),
+    "sasrec": ("",),
+}
+MODEL_CLASSES: dict[str, tuple[type, type]] = {
+    "two_tower": (TwoTowerModel, TwoTowerConfig),
+    "sasrec": (SASRecModel, SASRecConfig),
+}
 
 
-def user_side_state(model: TwoTowerModel) -> dict[str, torch.Tensor]:
-    """The parameters the user tower reads, contiguous, as safetensors requires."""
-    return {k: v.detach().contiguous() for k, v in model.state_dict().items() if k.startswith(USER_SIDE_PREFIXES)}
+def user_side_state(model: TwoTowerModel | SASRecModel) -> dict[str, torch.Tensor]:
+    """The parameters the user side reads, contiguous, as safetensors requires."""
+    prefixes = USER_SIDE_PREFIXES[model.family]
+    return {k: v.detach().contiguous() for k, v in model.state_dict().items() if k.startswith(prefixes)}
 
 
 @dataclass
@@ -41,7 +52,7 @@ class ExportedModel:
     """A loaded export: the user tower with adapters, item vectors and the segment table."""
 
     folder: Path
-    model: TwoTowerModel
+    model: TwoTowerModel | SASRecModel
     item_vectors: torch.Tensor       # (I, D)
     item_popularity: torch.Tensor    # (I,) training interactions per item
     user_slots: np.ndarray           # (U,) adapter slot per user index, -1 for the base model
@@ -61,10 +72,12 @@ class ExportedModel:
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"not an export folder: {folder / name} is missing")
         spec = atomic.read_json(folder / "model.json")
-        if spec.get("family") != "two_tower":
-            raise ValueError(f"{folder}: model family {spec.get('family')!r} is not supported by this loader")
-        model = TwoTowerModel(TwoTowerConfig.from_dict(spec["config"]), num_segments=int(spec["num_segments"]),
-                              lora=LoRAConfig(**spec["lora"]))
+        family = spec.get("family")
+        if family not in MODEL_CLASSES:
+            raise ValueError(f"{folder / 'model.json'}: model family {family!r} is not one of {sorted(MODEL_CLASSES)}")
+        model_class, config_class = MODEL_CLASSES[family]
+        model = model_class(config_class.from_dict(spec["config"]), num_segments=int(spec["num_segments"]),
+                            lora=LoRAConfig(**spec["lora"]))
         weights = load_file(folder / "user_tower.safetensors")
         expected = set(user_side_state(model))
         if set(weights) != expected:

@@ -84,6 +84,7 @@ class ItemTags:
 
 
 class TwoTowerModel(nn.Module):
+    family = "two_tower"
     USER_KEYS = ["user_id", "history", "recent"]
     ITEM_KEYS = ["item_id", "tags"]
 

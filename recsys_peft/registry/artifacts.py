@@ -19,7 +19,8 @@ from safetensors.torch import load_file, save_file
 from recsys_peft import atomic
 from recsys_peft.adapters.lora import LoRAConfig, lora_layers
 from recsys_peft.export.exporter import weights_hash
-from recsys_peft.models.two_tower import TwoTowerConfig, TwoTowerModel
+from recsys_peft.export.model import MODEL_CLASSES
+from recsys_peft.models.two_tower import TwoTowerModel
 from recsys_peft.training.finetune import SegmentAdapter
 
 
@@ -28,7 +29,7 @@ def segment_slug(index: int, name: str) -> str:
     return f"{index:02d}-" + re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_")
 
 
-def save_base_model(model: TwoTowerModel, folder: Path, metadata: dict) -> str:
+def save_base_model(model: torch.nn.Module, folder: Path, metadata: dict) -> str:
     """Write the base model; return its weights hash (the id adapters are bound to)."""
     folder = Path(folder)
     base_hash = weights_hash(model)
@@ -36,7 +37,7 @@ def save_base_model(model: TwoTowerModel, folder: Path, metadata: dict) -> str:
     with atomic.replace_dir(folder) as staging:
         save_file(state, str(staging / "model.safetensors"))
         atomic.write_json(staging / "model.json", {
-            "family": "two_tower",
+            "family": model.family,
             "config": model.config.to_dict(),
             "weights_hash": base_hash,
             "created_at": datetime.now(timezone.utc).isoformat(),
@@ -45,10 +46,11 @@ def save_base_model(model: TwoTowerModel, folder: Path, metadata: dict) -> str:
     return base_hash
 
 
-def load_base_model(folder: Path) -> tuple[TwoTowerModel, dict]:
+def load_base_model(folder: Path) -> tuple[torch.nn.Module, dict]:
     folder = Path(folder)
     meta = atomic.read_json(folder / "model.json")
-    model = TwoTowerModel(TwoTowerConfig.from_dict(meta["config"]))
+    model_class, config_class = MODEL_CLASSES[meta.get("family", "two_tower")]
+    model = model_class(config_class.from_dict(meta["config"]))
     state = load_file(folder / "model.safetensors")
     missing, unexpected = model.load_state_dict(state, strict=False)
     # A base model has no adapter slots, so its LoRA tensors are expected to be absent.

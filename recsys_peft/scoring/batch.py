@@ -84,7 +84,8 @@ def score_users(
         seen_offsets = np.concatenate([[0], np.cumsum(kept_per_row)]).astype(np.int64)
         seen = seen[keep_seen]
         has_history = np.diff(offsets) > 0
-        known = chunk_users < config.num_users
+        # The two-tower model has a row per user id; SASRec reads only the history.
+        known = chunk_users < config.num_users if model.family == "two_tower" else np.ones(len(chunk_users), bool)
         use_model = known & has_history
 
         scores = torch.full((len(chunk_users), k), float("-inf"))

@@ -18,10 +18,13 @@ import torch
 from recsys_peft.adapters.freeze import assert_unchanged, checksums, freeze_all_but_adapters
 from recsys_peft.adapters.lora import LoRAConfig, adapter_state, load_adapter_state
 from recsys_peft.dataset.snapshot import DataSnapshot
+from recsys_peft.models.sasrec import SASRecModel
 from recsys_peft.models.two_tower import TwoTowerModel
-from recsys_peft.training.losses import item_log_q
-from recsys_peft.training.loop import TrainConfig, fit
-from recsys_peft.training.pretrain import training_examples, validation_ndcg
+
+BaseModel = TwoTowerModel | SASRecModel
+from recsys_peft.training.loop import TrainConfig, fit_loss
+from recsys_peft.training.objectives import objective
+from recsys_peft.training.pretrain import validation_ndcg
 
 ADAPTER_SLOT = 0
 
@@ -57,9 +60,9 @@ class SegmentAdapter:
         return self.state is not None
 
 
-def with_adapters(base: TwoTowerModel, num_segments: int, lora: LoRAConfig) -> TwoTowerModel:
+def with_adapters(base: BaseModel, num_segments: int, lora: LoRAConfig) -> BaseModel:
     """A copy of ``base`` with ``num_segments`` fresh adapter slots (B = 0: same scores)."""
-    model = TwoTowerModel(base.config, num_segments=num_segments, lora=lora)
+    model = type(base)(base.config, num_segments=num_segments, lora=lora)
     state = {k: v for k, v in base.state_dict().items() if ".lora_" not in k}
     missing, unexpected = model.load_state_dict(state, strict=False)
     assert not unexpected and all(".lora_" in k for k in missing), (missing, unexpected)
@@ -67,7 +70,7 @@ def with_adapters(base: TwoTowerModel, num_segments: int, lora: LoRAConfig) -> T
 
 
 def finetune_segment(
-    base: TwoTowerModel,
+    base: BaseModel,
     snapshot: DataSnapshot,
     segment_index: int,
     config: FinetuneConfig,
@@ -93,12 +96,9 @@ def finetune_segment(
     frozen_before = checksums(model)
     frozen_before = {k: v for k, v in frozen_before.items() if ".lora_" not in k}
 
-    examples = training_examples(snapshot, model.config.history_length, positions, slots)
-    # logQ from all training targets: the in-batch sampling distribution is the segment's own,
-    # but the full-data estimate is far less noisy for small segments.
-    log_q = item_log_q(torch.from_numpy(log.items[snapshot.split.train_positions]), log.num_items)
-    result = fit(model, trainable, examples, snapshot.features.item_tags, log_q,
-                 lambda: validation_ndcg(model, snapshot, in_segment, slots), config.train, on_epoch)
+    num_examples, batch_loss = objective(model, snapshot, in_segment, slots, seed=config.train.seed)
+    result = fit_loss(model, trainable, num_examples, batch_loss,
+                      lambda: validation_ndcg(model, snapshot, in_segment, slots), config.train, on_epoch)
 
     after = {k: v for k, v in checksums(model).items() if ".lora_" not in k}
     assert_unchanged(frozen_before, after)
@@ -114,8 +114,8 @@ def finetune_segment(
     )
 
 
-def stack_adapters(base: TwoTowerModel, adapters: Sequence[SegmentAdapter], num_segments: int,
-                   lora: LoRAConfig) -> TwoTowerModel:
+def stack_adapters(base: BaseModel, adapters: Sequence[SegmentAdapter], num_segments: int,
+                   lora: LoRAConfig) -> BaseModel:
     """One model holding every kept adapter in the slot of its segment; other slots stay zero."""
     model = with_adapters(base, num_segments, lora)
     for adapter in adapters:

@@ -66,10 +66,32 @@ def fit(
     config: TrainConfig,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> FitResult:
+    """Train a two-tower model's ``parameters`` with in-batch sampled softmax; see ``fit_loss``."""
+
+    def batch_loss(index: torch.Tensor) -> torch.Tensor:
+        targets = examples.targets[index]
+        users = model.user_embeddings(examples.inputs.select(index))
+        items = model.item_embeddings(targets, tags)
+        return in_batch_softmax_loss(users, items, targets, log_q, model.config.temperature)
+
+    return fit_loss(model, parameters, len(examples), batch_loss, validate, config, on_epoch)
+
+
+def fit_loss(
+    model: nn.Module,
+    parameters: list[nn.Parameter],
+    num_examples: int,
+    batch_loss: Callable[[torch.Tensor], torch.Tensor],
+    validate: Callable[[], float],
+    config: TrainConfig,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> FitResult:
     """Train ``parameters`` of ``model``; keep the weights of the best validation epoch.
 
-    ``validate`` scores the model in eval mode (higher is better). Training stops after
-    ``config.patience`` epochs without improvement, and the best weights are restored.
+    Each epoch shuffles ``range(num_examples)`` and calls ``batch_loss(index)`` on batches of
+    ``config.batch_size`` indices. ``validate`` scores the model in eval mode (higher is
+    better). Training stops after ``config.patience`` epochs without improvement, and the best
+    weights are restored.
     """
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -87,16 +109,13 @@ def fit(
         # One pass over shuffled examples.
         model.train()
         epoch_start = time.perf_counter()
-        order = torch.randperm(len(examples), generator=generator)
+        order = torch.randperm(num_examples, generator=generator)
         total, batches = 0.0, 0
         for begin in range(0, len(order) - 1, config.batch_size):
             index = order[begin:begin + config.batch_size]
             if len(index) < 2:
                 continue
-            targets = examples.targets[index]
-            users = model.user_embeddings(examples.inputs.select(index))
-            items = model.item_embeddings(targets, tags)
-            loss = in_batch_softmax_loss(users, items, targets, log_q, model.config.temperature)
+            loss = batch_loss(index)
 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

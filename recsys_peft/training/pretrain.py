@@ -1,4 +1,4 @@
-"""Pretrain the base two-tower model on every segment's data."""
+"""Pretrain a base model (two-tower or SASRec) on every segment's data."""
 
 from __future__ import annotations
 
@@ -12,14 +12,18 @@ from recsys_peft.dataset.features import user_batch
 from recsys_peft.dataset.snapshot import DataSnapshot
 from recsys_peft.evaluation.metrics import ranking_metrics
 from recsys_peft.evaluation.ranking import rank_targets
+from recsys_peft.models.sasrec import SASRecConfig, SASRecModel
 from recsys_peft.models.two_tower import TwoTowerConfig, TwoTowerModel
-from recsys_peft.training.losses import item_log_q
-from recsys_peft.training.loop import Examples, FitResult, TrainConfig, fit
+from recsys_peft.training.loop import Examples, FitResult, TrainConfig, fit_loss
+from recsys_peft.training.objectives import objective
+
+MODEL_FAMILIES: dict[str, type] = {"two_tower": TwoTowerModel, "sasrec": SASRecModel}
+CONFIG_CLASSES: dict[str, type] = {"two_tower": TwoTowerConfig, "sasrec": SASRecConfig}
 
 
 def training_examples(snapshot: DataSnapshot, history_length: int, positions: np.ndarray | None = None,
                       segments: np.ndarray | None = None) -> Examples:
-    """One example per training event: the user's inputs as of that event, and its item."""
+    """One two-tower example per training event: the user's inputs as of that event, and its item."""
     log = snapshot.log
     positions = snapshot.split.train_positions if positions is None else positions
     users = log.users[positions]
@@ -27,7 +31,7 @@ def training_examples(snapshot: DataSnapshot, history_length: int, positions: np
     return Examples(inputs, torch.from_numpy(log.items[positions]))
 
 
-def validation_ndcg(model: TwoTowerModel, snapshot: DataSnapshot, users_mask: np.ndarray | None = None,
+def validation_ndcg(model: torch.nn.Module, snapshot: DataSnapshot, users_mask: np.ndarray | None = None,
                     segments: np.ndarray | None = None) -> float:
     """Mean NDCG@10 over validation targets (optionally only users in ``users_mask``)."""
     targets = snapshot.split.valid
@@ -41,30 +45,34 @@ def validation_ndcg(model: TwoTowerModel, snapshot: DataSnapshot, users_mask: np
 
 @dataclass
 class Pretrained:
-    model: TwoTowerModel
+    model: torch.nn.Module
     result: FitResult
 
 
-def pretrain_two_tower(
+def pretrain(
     snapshot: DataSnapshot,
-    config: TwoTowerConfig,
+    config: TwoTowerConfig | SASRecConfig,
     train: TrainConfig,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> Pretrained:
-    """Train a base model from scratch with in-batch sampled softmax and early stopping."""
+    """Train a base model of ``config``'s family from scratch, with early stopping."""
     torch.manual_seed(train.seed)
     np.random.seed(train.seed)
-    model = TwoTowerModel(config)
-    examples = training_examples(snapshot, config.history_length)
-    log_q = item_log_q(examples.targets, config.num_items)
+    model = TwoTowerModel(config) if isinstance(config, TwoTowerConfig) else SASRecModel(config)
+    num_examples, batch_loss = objective(model, snapshot, seed=train.seed)
     parameters = [p for p in model.parameters() if p.requires_grad and p.numel() > 0]
-    result = fit(model, parameters, examples, snapshot.features.item_tags, log_q,
-                 lambda: validation_ndcg(model, snapshot), train, on_epoch)
+    result = fit_loss(model, parameters, num_examples, batch_loss,
+                      lambda: validation_ndcg(model, snapshot), train, on_epoch)
     return Pretrained(model, result)
 
 
+def pretrain_two_tower(snapshot: DataSnapshot, config: TwoTowerConfig, train: TrainConfig,
+                       on_epoch: Callable[[dict], None] | None = None) -> Pretrained:
+    return pretrain(snapshot, config, train, on_epoch)
+
+
 def two_tower_config(snapshot: DataSnapshot, **overrides: object) -> TwoTowerConfig:
-    """A model config sized for ``snapshot``'s vocabulary and features."""
+    """A two-tower config sized for ``snapshot``'s vocabulary and features."""
     return TwoTowerConfig(
         num_users=snapshot.log.num_users,
         num_items=snapshot.log.num_items,
@@ -72,3 +80,17 @@ def two_tower_config(snapshot: DataSnapshot, **overrides: object) -> TwoTowerCon
         attribute_cardinalities=snapshot.features.attribute_cardinalities,
         **overrides,  # type: ignore[arg-type]
     )
+
+
+def sasrec_config(snapshot: DataSnapshot, **overrides: object) -> SASRecConfig:
+    """A SASRec config sized for ``snapshot``'s catalogue."""
+    return SASRecConfig(num_items=snapshot.log.num_items, num_users=snapshot.log.num_users,
+                        **overrides)  # type: ignore[arg-type]
+
+
+def model_config(family: str, snapshot: DataSnapshot, **overrides: object) -> TwoTowerConfig | SASRecConfig:
+    if family == "two_tower":
+        return two_tower_config(snapshot, **overrides)
+    if family == "sasrec":
+        return sasrec_config(snapshot, **overrides)
+    raise ValueError(f"model family must be one of {sorted(MODEL_FAMILIES)}, got {family!r}")

@@ -65,7 +65,7 @@ def test_assert_unchanged_passes_equal(base_model):
 
 def test_finetune_keeps_frozen_bits(base_model, snapshot, finetune_config, monkeypatch):
     base_sums = frozen_part(checksums(base_model))
-    real_fit = finetune_module.fit
+    real_fit = finetune_module.fit_loss
     seen = {}
 
     def recording_fit(model, parameters, *args, **kwargs):
@@ -74,7 +74,7 @@ def test_finetune_keeps_frozen_bits(base_model, snapshot, finetune_config, monke
         seen["model"] = model
         return seen["result"]
 
-    monkeypatch.setattr(finetune_module, "fit", recording_fit)
+    monkeypatch.setattr(finetune_module, "fit_loss", recording_fit)
     adapter = finetune_segment(base_model, snapshot, LARGEST_SEGMENT, finetune_config)
 
     tuned_sums = frozen_part(checksums(seen["model"]))
@@ -88,7 +88,7 @@ def test_finetune_keeps_frozen_bits(base_model, snapshot, finetune_config, monke
 
 
 def test_finetune_detects_moved_table(base_model, snapshot, finetune_config, monkeypatch):
-    real_fit = finetune_module.fit
+    real_fit = finetune_module.fit_loss
 
     def fit_then_edit_table(model, parameters, *args, **kwargs):
         result = real_fit(model, parameters, *args, **kwargs)
@@ -96,7 +96,7 @@ def test_finetune_detects_moved_table(base_model, snapshot, finetune_config, mon
             model.ebc.embedding_bags["t_user"].weight[0, 0] += 1.0
         return result
 
-    monkeypatch.setattr(finetune_module, "fit", fit_then_edit_table)
+    monkeypatch.setattr(finetune_module, "fit_loss", fit_then_edit_table)
 
     with pytest.raises(FrozenWeightsChanged, match=r"\['ebc\.embedding_bags\.t_user\.weight'\]"):
         finetune_segment(base_model, snapshot, LARGEST_SEGMENT, finetune_config)

@@ -204,5 +204,5 @@ def test_load_unknown_family(export_dir, tmp_path):
     spec = atomic.read_json(copy / "model.json")
     atomic.write_json(copy / "model.json", {**spec, "family": "matrix_factorization"})
 
-    with pytest.raises(ValueError, match=r"model family 'matrix_factorization' is not supported by this loader"):
+    with pytest.raises(ValueError, match=r"model family 'matrix_factorization' is not one of \['sasrec', 'two_tower'\]"):
         ExportedModel.load(copy)
