@@ -14,6 +14,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 KEY = ["timestamp", "user_idx", "item_idx", "event_type"]
+# Odd 64-bit constants (from splitmix64) that spread each key column over all bits of the hash.
+_MULTIPLIERS = [np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB),
+                np.uint64(0xD6E8FEB86659FD93)]
 
 
 def duplicate_mask(events: pa.Table, rule: str) -> np.ndarray:
@@ -33,13 +36,23 @@ def duplicate_mask(events: pa.Table, rule: str) -> np.ndarray:
         return drop
     positions = np.flatnonzero(candidate)
     subset = events.select(KEY + ["weight", "ingest_order"]).take(pa.array(positions))
-    subset = subset.append_column("position", pa.array(positions, pa.int64()))
 
-    groups = subset.group_by(KEY).aggregate([("ingest_order", "count")])
-    repeated = groups.filter(pc.greater(groups.column("ingest_order_count"), 1)).select(KEY)
-    if repeated.num_rows == 0:
+    # A 64-bit hash of the key finds the few rows that may repeat one; the exact key is
+    # compared below, so a hash collision cannot drop a row.
+    event = pc.dictionary_encode(subset.column("event_type")).combine_chunks().indices.to_numpy()
+    hashed = np.zeros(len(positions), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for values, multiplier in zip(
+            [subset.column(name).to_numpy() for name in ("timestamp", "user_idx", "item_idx")] + [event],
+            _MULTIPLIERS,
+        ):
+            hashed = (hashed ^ values.astype(np.uint64)) * multiplier
+    ordered = np.sort(hashed)
+    repeated_hashes = ordered[1:][ordered[1:] == ordered[:-1]]
+    if len(repeated_hashes) == 0:
         return drop
-    rows = subset.join(repeated, keys=KEY, join_type="inner")
+    chosen = np.isin(hashed, repeated_hashes)
+    rows = subset.filter(pa.array(chosen)).append_column("position", pa.array(positions[chosen], pa.int64()))
 
     # Sort each group so that the row to keep comes first, then drop the rest of the group.
     order = rows.column("ingest_order").to_numpy()

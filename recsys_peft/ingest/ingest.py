@@ -33,7 +33,7 @@ from recsys_peft.ingest.validate import QUARANTINE_SCHEMA, validate_interactions
 from recsys_peft.ingest.vocab import vocabulary_version
 
 # Rows held in memory at once while spilling and while merging: about 100 bytes each.
-ROWS_IN_MEMORY = 1_000_000
+ROWS_IN_MEMORY = 500_000
 
 
 class TooManyBadRowsError(ValueError):
@@ -175,6 +175,7 @@ def ingest_source(
 
     staging = staging_dir(store_dir, run_id)
     try:
+        (staging / "interactions").mkdir()  # present even while the store has no events
         attributes = {kind: read_attributes(getattr(spec, kind), path, spec)
                       for kind, path in attribute_files.items() if by_path[path].status == "ingested"}
         spill = Spill(staging / ".spill", rows_in_memory)
@@ -188,7 +189,7 @@ def ingest_source(
         spill.flush()
         merged = merge_spill(spill, state, staging, [by_path[p].name for p in new_files], spec.dedup,
                              rows_in_memory)
-        shutil.rmtree(staging / ".spill")
+        shutil.rmtree(staging / ".spill", ignore_errors=True)
 
         users, items = merged.users, merged.items
         for kind, table in attributes.items():

@@ -56,7 +56,9 @@ def merge_spill(spill: Spill, state: StoreState, staging: Path, file_names: list
     names = pa.array(file_names, pa.string())
     for days in _chunks(spill.day_counts(), state, rows_per_chunk):
         new = spill.read_days(days)
-        new = new.take(pc.sort_indices(new, [("timestamp", "ascending")]))  # stable: keeps input order
+        timestamps = new.column("timestamp").to_numpy()
+        if (np.diff(timestamps) < 0).any():
+            new = new.take(pa.array(np.argsort(timestamps, kind="stable")))  # ties keep input order
         result.users = result.users.extended(new.column("user_id"))
         result.items = result.items.extended(new.column("item_id"))
         new_rows = pa.table({
@@ -92,8 +94,8 @@ def _merge_days(days: list[int], stored_parts: list[pa.Table], new_rows: pa.Tabl
     result.rows_deduplicated += int(drop.sum())
     result.rows_written += int((is_new & ~drop).sum())
     kept = combined.filter(pa.array(~drop))
-    changed_by_day = np.floor_divide(combined.column("timestamp").to_numpy(), MICROS_PER_DAY)
-    changed_days = set(changed_by_day[is_new & ~drop].tolist()) | set(changed_by_day[~is_new & drop].tolist())
+    day_of_row = np.floor_divide(combined.column("timestamp").to_numpy(), MICROS_PER_DAY)
+    changed_days = set(np.unique(day_of_row[(is_new & ~drop) | (~is_new & drop)]).tolist())
 
     kept_days = np.floor_divide(kept.column("timestamp").to_numpy(), MICROS_PER_DAY)
     for day in days:

@@ -20,6 +20,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -59,7 +60,7 @@ def list_input_files(raw_dir: Path, pattern: str) -> list[Path]:
     raise FileNotFoundError(f"input file not found: {path}")
 
 
-def _open_text(path: Path, encoding: str) -> io.TextIOBase:
+def open_text(path: Path, encoding: str) -> io.TextIOBase:
     if path.suffix == ".gz":
         return gzip.open(path, "rt", encoding=encoding)
     return open(path, encoding=encoding)
@@ -67,14 +68,14 @@ def _open_text(path: Path, encoding: str) -> io.TextIOBase:
 
 def _recbole_header(path: Path, encoding: str) -> list[str]:
     # RecBole atomic files type each header field: "user_id:token	rating:float".
-    with _open_text(path, encoding) as handle:
+    with open_text(path, encoding) as handle:
         header = handle.readline().rstrip("\r\n")
     return [name.split(":", 1)[0] for name in header.split("\t")]
 
 
 def _with_lines(table: pa.Table, first_line: int) -> pa.Table:
-    lines = pa.array(range(first_line, first_line + table.num_rows), pa.int64())
-    return table.append_column(SOURCE_LINE, lines)
+    lines = np.arange(first_line, first_line + table.num_rows, dtype=np.int64)
+    return table.append_column(SOURCE_LINE, pa.array(lines))
 
 
 def _iter_jsonl(path: Path, encoding: str) -> Iterator[pa.Table]:
@@ -99,7 +100,7 @@ def _iter_jsonl(path: Path, encoding: str) -> Iterator[pa.Table]:
         columns[SOURCE_LINE] = pa.array(lines, pa.int64())
         return pa.table(columns)
 
-    with _open_text(path, encoding) as handle:
+    with open_text(path, encoding) as handle:
         for number, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
@@ -120,7 +121,7 @@ def _iter_jsonl(path: Path, encoding: str) -> Iterator[pa.Table]:
 
 def _iter_split_lines(path: Path, layout: FileLayout, delimiter: str) -> Iterator[pa.Table]:
     """Split lines on a delimiter of several characters (MovieLens ``::``), which pyarrow cannot."""
-    with _open_text(path, layout.encoding) as handle:
+    with open_text(path, layout.encoding) as handle:
         names = list(layout.column_names) if layout.column_names else None
         number = 0
         if names is None:

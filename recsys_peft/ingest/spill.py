@@ -1,9 +1,10 @@
 """Validated rows of a run, set aside on disk by UTC date until they are merged into the store.
 
-Reading a large file produces rows of many dates in any order. Keeping them all in memory would
-make memory grow with the file, so every ``rows_per_file`` rows are sorted by date (stably, so
-rows of one date stay in input order) and written to an uncompressed Arrow IPC file. A later
-``read_days`` memory-maps those files and gathers the rows of a few dates at a time.
+Reading a large file produces rows of many dates. Keeping them all in memory would make memory
+grow with the file, so every ``rows_per_file`` rows are written to an uncompressed Arrow IPC
+file, with an index of where each date's rows are. Rows mostly in time order are written as
+they are; otherwise they are first sorted by date (stably, so rows of one date keep their input
+order). A later ``read_days`` memory-maps those files and gathers the rows of a few dates.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ SPILL_SCHEMA = pa.schema([
 ])
 
 
+def _run_starts(days: np.ndarray) -> np.ndarray:
+    """Return the positions where a run of equal days starts."""
+    return np.flatnonzero(np.concatenate([[True], days[1:] != days[:-1]]))
+
+
 class Spill:
     """Rows grouped by UTC date (days since 1970-01-01) in IPC files under ``folder``."""
 
@@ -50,25 +56,27 @@ class Spill:
             self.flush()
 
     def flush(self) -> None:
-        """Write the buffered rows to a new IPC file, sorted by date."""
+        """Write the buffered rows to a new IPC file and index where each day's rows are."""
         if not self._buffer:
             return
-        table = pa.concat_tables(self._buffer).combine_chunks()
+        table = pa.concat_tables(self._buffer)
         self._buffer, self._buffered_rows = [], 0
         days = np.floor_divide(table.column("timestamp").to_numpy(), MICROS_PER_DAY)
-        order = np.argsort(days, kind="stable")
-        table = table.take(pa.array(order))
-        days = days[order]
+        starts = _run_starts(days)
+        if len(starts) > max(1, len(days) // 1000):
+            # Many runs of one day (rows out of time order): sort so that each day is one run.
+            order = np.argsort(days, kind="stable")
+            table, days = table.take(pa.array(order)), days[order]
+            starts = _run_starts(days)
         number = len(self._files)
         path = self.folder / f"spill-{number:06d}.arrow"
         self.folder.mkdir(parents=True, exist_ok=True)
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, SPILL_SCHEMA) as writer:
             writer.write_table(table)
         self._files.append(path)
-        starts = np.flatnonzero(np.concatenate([[True], days[1:] != days[:-1]]))
         ends = np.concatenate([starts[1:], [len(days)]])
-        for start, end in zip(starts, ends):
-            self._slices[int(days[start])].append((number, int(start), int(end - start)))
+        for start, end in zip(starts.tolist(), ends.tolist()):
+            self._slices[int(days[start])].append((number, start, end - start))
 
     def day_counts(self) -> dict[int, int]:
         """Return the number of rows of each day, in date order. Call ``flush`` first."""

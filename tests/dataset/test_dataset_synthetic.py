@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow.csv as pacsv
 
 from recsys_peft.dataset.snapshot import load_snapshot, segment_of_users
-from recsys_peft.dataset.synthetic import generate
+from recsys_peft.dataset.synthetic import generate, generate_log, load_truth
 from recsys_peft.ingest.ingest import ingest_source
 from recsys_peft.ingest.spec import load_source_spec
 from recsys_peft.segments import load_segment_spec
@@ -96,3 +96,63 @@ def test_synthetic_snapshot(tmp_path):
     male = np.array([by_id[u]["gender"] == "M" for u in snapshot.user_ids])
     expected = male * 7 + band
     assert segment_of_users(snapshot, np.arange(24)).tolist() == expected.tolist()
+
+
+def test_synthetic_log_counts(tmp_path):
+    log = generate_log(tmp_path, 5_000, num_users=50, num_items=40, days=3, seed=1, users_per_chunk=16)
+
+    events = pacsv.read_csv(log.folder / "interactions.csv")
+    assert events.num_rows == log.num_interactions == 5_000
+    assert set(events.column("user").to_pylist()) <= {f"u{u}" for u in range(50)}
+    stamps = events.column("ts").to_numpy()
+    assert stamps.min() >= 1_700_000_000
+    assert stamps.max() < 1_700_000_000 + 4 * 86_400  # three days plus the last session's length
+
+
+def test_synthetic_log_same_seed(tmp_path):
+    generate_log(tmp_path / "a", 2_000, seed=5)
+    generate_log(tmp_path / "b", 2_000, seed=5)
+
+    for name in ("interactions.csv", "users.csv", "items.csv", "spec.yaml"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_synthetic_log_popularity_power_law(tmp_path):
+    log = generate_log(tmp_path, 20_000, num_users=200, num_items=100, seed=2)
+
+    counts = np.sort(pacsv.read_csv(log.folder / "interactions.csv").group_by("item").aggregate(
+        [("user", "count")]).column("user_count").to_numpy())[::-1]
+    # The ten most popular of 100 items get far more than a tenth of the events.
+    assert counts[:10].sum() > 0.4 * counts.sum()
+
+
+def test_synthetic_log_truth_matches_draws(tmp_path):
+    log = generate_log(tmp_path, 20_000, num_users=20, num_items=50, seed=3)
+
+    truth = load_truth(log.folder).scores(np.arange(20))
+    events = pacsv.read_csv(log.folder / "interactions.csv")
+    users = np.array([int(u[1:]) for u in events.column("user").to_pylist()])
+    items = np.array([int(i[1:]) for i in events.column("item").to_pylist()])
+    assert truth.shape == (20, 50)
+    assert np.allclose(np.exp(truth).sum(axis=1), 1.0)  # log-probabilities of one draw
+    # Every drawn item has a finite true score, and the mean score of drawn items beats a random item's.
+    assert np.isfinite(truth[users, items]).all()
+    finite = np.where(np.isfinite(truth), np.exp(truth), 0.0)
+    assert np.exp(truth[users, items]).mean() > finite.mean()
+
+
+def test_synthetic_small_truth(tmp_path):
+    log = generate_small(tmp_path)
+
+    assert load_truth(log.folder).scores(np.array([0, 1])).shape == (2, 30)
+
+
+def test_synthetic_log_ingests_cleanly(tmp_path):
+    log = generate_log(tmp_path / "raw", 3_000, num_users=30, num_items=20, compress=True, seed=4)
+
+    summary = ingest_source(load_source_spec(log.spec_path), log.folder, tmp_path / "store")
+
+    assert summary.rows_read == 3_000
+    assert summary.rows_quarantined == 0
+    assert summary.rows_written + summary.rows_deduplicated == 3_000
+    assert summary.users == 30

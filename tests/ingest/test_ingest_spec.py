@@ -1,6 +1,7 @@
 """Source spec loading: the shipped MovieLens spec, defaults, and every rejected key or value."""
 
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -131,4 +132,50 @@ def test_spec_users_without_id(tmp_path):
     path = write_spec(tmp_path, MINIMAL + "users: {file: u.csv}\n")
 
     with pytest.raises(ValueError, match=r"users needs 'file' and 'id'"):
+        load_source_spec(path)
+
+
+FULL = MINIMAL.replace("ts}", "ts, event_type: action, weight: qty}") + """\
+  timestamp_unit: iso
+  timezone: Europe/Berlin
+  min_timestamp: 2020-01-01
+  event_types: [view, buy]
+  delimiter: ";"
+id_type: int
+max_bad_fraction: 0.1
+"""
+
+
+def test_spec_full_fields(tmp_path):
+    spec = load_source_spec(write_spec(tmp_path, FULL))
+
+    assert spec.interactions.columns["event_type"] == "action"
+    assert spec.interactions.event_types == ("view", "buy")
+    assert spec.interactions.min_timestamp == datetime(2020, 1, 1, tzinfo=timezone.utc)
+    assert spec.interactions.timezone == "Europe/Berlin"
+    assert spec.interactions.layout.delimiter == ";"
+    assert spec.id_type == "int"
+    assert spec.max_bad_fraction == 0.1
+    assert spec.has_event_type
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        (MINIMAL + "  timezone: Mars/Olympus\n", r"interactions.timezone must be an IANA time zone .* got 'Mars/Olympus'"),
+        (MINIMAL + "  min_timestamp: soon\n", r"interactions.min_timestamp must be an ISO 8601 date .* got 'soon'"),
+        (MINIMAL + "  event_types: []\n", r"interactions.event_types must list at least one event type"),
+        (MINIMAL + "  event_types: view\n", r"interactions.event_types must be a list, got 'view'"),
+        (MINIMAL + "  event_types: [view]\n", r"interactions.default_event_type 'interaction' is not in event_types \['view'\]"),
+        (MINIMAL + "id_type: uuid\n", r"id_type must be one of \('string', 'int'\), got 'uuid'"),
+        (MINIMAL + "max_bad_fraction: 1.5\n", r"max_bad_fraction must be between 0 and 1, got 1.5"),
+        (MINIMAL + "  column_names: [a, a]\n", r"interactions.column_names must be unique, got \['a', 'a'\]"),
+    ],
+    ids=["timezone", "min_timestamp", "event_types_empty", "event_types_scalar", "default_event_type",
+         "id_type", "max_bad_fraction", "column_names"],
+)
+def test_spec_rejected_value(tmp_path, text, pattern):
+    path = write_spec(tmp_path, text)
+
+    with pytest.raises(ValueError, match=f"source spec {re.escape(str(path))}: {pattern}"):
         load_source_spec(path)

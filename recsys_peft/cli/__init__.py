@@ -1,0 +1,17 @@
+"""The ``recsys-peft`` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from recsys_peft.cli.generate import generate
+from recsys_peft.cli.ingest import delete_user, ingest
+
+app = typer.Typer(no_args_is_help=True, help="Personalise recommender models per user segment.")
+app.command("generate")(generate)
+app.command("ingest")(ingest)
+app.command("delete-user")(delete_user)
+
+
+def main() -> None:
+    app()
