@@ -1,10 +1,11 @@
-"""Base and adapted two-tower NDCG@10 on MovieLens-100K over three seeds.
+"""Base and adapted NDCG@10 of one model family on MovieLens-100K over three seeds.
 
-Runs the pipeline's stages in-process (no Prefect server) with the demo's default config:
-leave-one-out by time, full-catalogue ranking, seen items excluded, ties against the model.
-Prints one line per seed and writes benchmarks/results/two_tower_seeds.json.
+Runs the pipeline's stages in-process (no Prefect server) with the demo's default config for
+the family: leave-one-out by time, full-catalogue ranking, seen items excluded, ties against the
+model. Prints one line per seed and writes benchmarks/results/MODEL_seeds.json.
 
-    .venv/bin/python benchmarks/two_tower_seeds.py [--seeds 0 1 2]
+    .venv/bin/python benchmarks/model_seeds.py --model two_tower [--seeds 0 1 2]
+    .venv/bin/python benchmarks/model_seeds.py --model sasrec
 """
 
 from __future__ import annotations
@@ -29,14 +30,15 @@ from recsys_peft.ingest.ingest import ingest_source
 from recsys_peft.ingest.spec import load_source_spec
 from recsys_peft.segments import load_segment_spec
 from recsys_peft.training.finetune import adapter_slots, finetune_segment, stack_adapters
-from recsys_peft.training.pretrain import pretrain_two_tower, two_tower_config
+from recsys_peft.training.pretrain import model_config, pretrain
 
-RESULTS = Path(__file__).parent / "results" / "two_tower_seeds.json"
+RESULTS_DIR = Path(__file__).parent / "results"
 
 
 def run_seed(config: PipelineConfig, snapshot) -> dict:
     started = time.perf_counter()
-    pretrained = pretrain_two_tower(snapshot, two_tower_config(snapshot), config.pretrain)
+    architecture = model_config(config.model, snapshot, **config.resolved_model_overrides())
+    pretrained = pretrain(snapshot, architecture, config.pretrain)
     pretrain_seconds = time.perf_counter() - started
     adapters = [finetune_segment(pretrained.model, snapshot, s, config.finetune)
                 for s in range(len(snapshot.segments.names))]
@@ -53,18 +55,21 @@ def run_seed(config: PipelineConfig, snapshot) -> dict:
         "paired_diff_ndcg@10": overall["paired_ndcg@10"],
         "adapters_kept": sum(a.used for a in adapters),
         "base_best_epoch": pretrained.result.best_epoch,
+        "base_valid_ndcg@10": pretrained.result.best_score,
+        "pretrain_history": pretrained.result.history,
         "pretrain_seconds": pretrain_seconds, "finetune_seconds": finetune_seconds,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="two_tower", choices=["two_tower", "sasrec"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--work-dir", default="data/cache/bench")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
 
-    config = PipelineConfig()
+    config = PipelineConfig(model=args.model)
     raw = fetch_movielens_100k(config.raw_dir)
     store = Path(args.work_dir) / "store"
     ingest_source(load_source_spec(config.source_spec), raw, store)
@@ -84,7 +89,9 @@ def main() -> None:
     base = np.array([r["base_ndcg@10"] for r in runs])
     adapted = np.array([r["adapted_ndcg@10"] for r in runs])
     summary = {
-        "benchmark": "two_tower_seeds",
+        "benchmark": f"{args.model}_seeds",
+        "model": args.model,
+        "config": config.to_dict(),
         "data": "MovieLens-100K (recbole==1.2.1 atomic files), leave-one-out by time",
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
@@ -98,9 +105,10 @@ def main() -> None:
     print(f"most_popular_ndcg@10={summary['most_popular_ndcg@10']:.4f} "
           f"base_ndcg@10_mean={summary['base_ndcg@10_mean']:.4f} (std {summary['base_ndcg@10_std']:.4f}) "
           f"adapted_ndcg@10_mean={summary['adapted_ndcg@10_mean']:.4f} (std {summary['adapted_ndcg@10_std']:.4f})")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    results = RESULTS_DIR / f"{args.model}_seeds.json"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(f"wrote {results}")
 
 
 if __name__ == "__main__":

@@ -123,12 +123,14 @@ def fit_loss(
             total += loss.detach().item()
             batches += 1
         steps += batches
+        train_seconds = time.perf_counter() - epoch_start
 
         # Validate, keep the best weights, stop when patience runs out.
         model.eval()
         score = validate()
         record = {"epoch": epoch, "loss": total / max(batches, 1), "valid_ndcg@10": score,
-                  "seconds": time.perf_counter() - epoch_start}
+                  "seconds": time.perf_counter() - epoch_start, "train_seconds": train_seconds,
+                  "examples": num_examples, "elapsed_seconds": time.perf_counter() - start}
         history.append(record)
         if on_epoch is not None:
             on_epoch(record)
