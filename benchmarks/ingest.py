@@ -5,7 +5,7 @@
 
 Generates the log under data/cache/ (git-ignored), then converts the same file three ways,
 each in its own process so that peak memory (the process's maximum resident set size) is its
-own:
+own (VmHWM on Linux):
 
 - ``pandas``: ``pandas.read_csv`` then ``DataFrame.to_parquet``, no validation;
 - ``pyarrow``: ``pyarrow.csv.read_csv`` then ``pyarrow.parquet.write_table``, no validation
@@ -41,7 +41,17 @@ MAX_MEMORY_FRACTION_OF_PANDAS = 0.5
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """Return this process's peak resident memory in MiB.
+
+    Linux's VmHWM starts afresh at exec. ru_maxrss does not: a child started by a parent that
+    had generated the log would report the parent's peak as its own.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # the line reads "VmHWM:  123456 kB"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _convert(method: str, folder: Path, output: Path) -> dict:

@@ -37,7 +37,7 @@ def delete_user(
     user_ids: list[str] = typer.Argument(..., help="Original ids of the users to delete."),
     store: Path = typer.Option(..., "--store", help="Store folder to delete from."),
     recommendations: list[Path] = typer.Option(
-        [], "--recommendations", help="Folder of recommendation parquet files to remove the users from; repeatable."),
+        [], "--recommendations", help="Folder of recommendation parquet files to remove the users from. Repeat for several folders."),
 ) -> None:
     """Delete users' events and recommendations; their vocabulary indices become tombstones."""
     try:

@@ -51,7 +51,9 @@ def duplicate_mask(events: pa.Table, rule: str) -> np.ndarray:
     repeated_hashes = ordered[1:][ordered[1:] == ordered[:-1]]
     if len(repeated_hashes) == 0:
         return drop
-    chosen = np.isin(hashed, repeated_hashes)
+    repeated_hashes = np.unique(repeated_hashes)
+    slot = np.minimum(np.searchsorted(repeated_hashes, hashed), len(repeated_hashes) - 1)
+    chosen = repeated_hashes[slot] == hashed
     rows = subset.filter(pa.array(chosen)).append_column("position", pa.array(positions[chosen], pa.int64()))
 
     # Sort each group so that the row to keep comes first, then drop the rest of the group.

@@ -27,7 +27,7 @@ from recsys_peft.ingest.vocab import vocabulary_version
 
 @dataclass(frozen=True)
 class DeletionSummary:
-    """What ``delete_users`` removed."""
+    """Counts and indices of what ``delete_users`` removed."""
 
     user_indices: tuple[int, ...]
     events_removed: int

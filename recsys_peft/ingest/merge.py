@@ -95,7 +95,9 @@ def _merge_days(days: list[int], stored_parts: list[pa.Table], new_rows: pa.Tabl
     result.rows_written += int((is_new & ~drop).sum())
     kept = combined.filter(pa.array(~drop))
     day_of_row = np.floor_divide(combined.column("timestamp").to_numpy(), MICROS_PER_DAY)
-    changed_days = set(np.unique(day_of_row[(is_new & ~drop) | (~is_new & drop)]).tolist())
+    changed = day_of_row[(is_new & ~drop) | (~is_new & drop)]
+    changed_days = set((np.flatnonzero(np.bincount(changed - changed.min())) + changed.min()).tolist()) \
+        if len(changed) else set()
 
     kept_days = np.floor_divide(kept.column("timestamp").to_numpy(), MICROS_PER_DAY)
     for day in days:
