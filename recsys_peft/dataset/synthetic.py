@@ -57,7 +57,7 @@ dedup: first
 
 @dataclass(frozen=True)
 class SyntheticLog:
-    """Where a generated log lives and how large it is."""
+    """Folder, spec path and sizes of a generated log."""
 
     folder: Path
     spec_path: Path
@@ -85,7 +85,7 @@ class _World:
         return self.segment_taste[self.segment[users]] + self.user_taste[users]
 
 
-def _draw_world(rng: np.random.Generator, num_users: int, num_items: int, taste_scale: float) -> _World:
+def _draw_world(rng: np.random.Generator, num_users: int, num_items: int) -> _World:
     # The order of the draws fixes the output of ``generate`` for a seed: keep it.
     genders = rng.choice(["F", "M"], size=num_users)
     ages = rng.choice(AGE_CHOICES, size=num_users)
@@ -98,8 +98,8 @@ def _draw_world(rng: np.random.Generator, num_users: int, num_items: int, taste_
     rng.shuffle(popularity)
     band = np.searchsorted(AGE_BAND_EDGES, ages, side="right")
     segment = (genders == "M").astype(int) * 7 + band
-    segment_taste = rng.normal(0, 1.5 * taste_scale, size=(NUM_SEGMENTS, len(GENRES)))
-    user_taste = rng.normal(0, 0.7 * taste_scale, size=(num_users, len(GENRES)))
+    segment_taste = rng.normal(0, 1.5, size=(NUM_SEGMENTS, len(GENRES)))
+    user_taste = rng.normal(0, 0.7, size=(num_users, len(GENRES)))
     return _World(genders, ages, occupations, item_genres, genre_matrix, popularity, segment,
                   segment_taste, user_taste)
 
@@ -130,7 +130,7 @@ def generate(
 ) -> SyntheticLog:
     """Write ``interactions.csv``, ``users.csv``, ``items.csv``, ``spec.yaml`` and ``truth.npz``.
 
-    ``truth.npz`` holds ``scores`` (U, I): the logits each user's events were drawn from, before
+    ``truth.npz`` contains ``scores`` (U, I): the logits each user's events were drawn from, before
     the sequential boost. The log is small by design: sampling costs O(items) per event.
     """
     low, high = events_per_user
@@ -143,7 +143,7 @@ def generate(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
 
-    world = _draw_world(rng, num_users, num_items, taste_scale=1.0)
+    world = _draw_world(rng, num_users, num_items)
     all_users = np.arange(num_users)
     base_scores = world.popularity[None, :] + world.genre_scores(all_users) @ world.genre_matrix.T  # (U, I)
     successor = rng.integers(0, num_items, size=num_items)
@@ -261,7 +261,7 @@ def generate_log(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
 
-    world = _draw_world(rng, num_users, num_items, taste_scale=1.0)
+    world = _draw_world(rng, num_users, num_items)
     items_of, cdf_of = _genre_item_tables(world)
     counts = _events_per_user(rng, num_interactions, num_users)
 
@@ -312,7 +312,7 @@ def _draw_chunk(rng: np.random.Generator, world: _World, users: np.ndarray, coun
 
 @dataclass(frozen=True)
 class Truth:
-    """The preference scores a generated log was drawn from."""
+    """Preference scores that a generated log was drawn from."""
 
     scores_of: Callable[[np.ndarray], np.ndarray]  # user indices -> (len(users), I) scores
 

@@ -1,8 +1,8 @@
 """Duplicate events: the same user, item, timestamp and event type, collapsed by a rule.
 
 Rules: ``first`` keeps the event ingested first, ``last`` the one ingested last, and
-``max_weight`` the one with the largest weight (a missing weight counts as the smallest; ties go
-to the one ingested first). Because the timestamp is part of the key, every duplicate of an
+``max_weight`` the one with the largest weight. A missing weight counts as the smallest, and
+ties go to the event ingested first. Because the timestamp is part of the key, every duplicate of an
 event lies in the same date partition, so checking a partition's stored rows together with the
 run's new rows finds duplicates across the whole store.
 """

@@ -42,7 +42,7 @@ class TooManyBadRowsError(ValueError):
 
 @dataclass(frozen=True)
 class IngestSummary:
-    """What one run did. ``users``, ``items`` and the version describe the whole store after it."""
+    """Counts of one run. ``users``, ``items`` and the version describe the whole store after it."""
 
     store_dir: Path
     rows_read: int
@@ -240,7 +240,7 @@ def _previous_attributes(state: StoreState, kind: str) -> pa.Table | None:
 
 def _store_manifest(spec: SourceSpec, summary: IngestSummary, files: dict, next_order: int,
                     state: StoreState, staging: Path) -> dict:
-    """Describe the store as ``staging`` holds it, once every file is in place."""
+    """Describe the store that ``staging`` contains, once every file is in place."""
     partitions = sorted((staging / "interactions").glob("date=*/part-0.parquet"))
     return {
         "schema_version": SCHEMA_VERSION,

@@ -1,7 +1,7 @@
 """Merge a run's spilled rows into date partitions: index ids, deduplicate, order, write.
 
 Dates are merged in ascending order, a few at a time (up to ``rows_per_chunk`` new and stored
-rows), so memory stays bounded; one date larger than that is merged alone. New ids get
+rows), so memory stays bounded. One date larger than that is merged alone. New ids get
 vocabulary indices in order of first appearance by (timestamp, ingest order). A date whose
 rows do not change is not written, and the commit keeps its old file.
 """

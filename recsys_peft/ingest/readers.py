@@ -1,8 +1,8 @@
 """Readers: raw files to pyarrow tables of string columns plus the source line of each row.
 
-Every column is read as a string unless the caller asks for a type, so that validation, not
-the reader, decides what a value means: ``"12"`` and ``12`` become the same id, and an
-unparsable timestamp becomes a quarantined row instead of a reader crash. ``source_line`` is
+Every column is read as a string, so that validation, not the reader, decides what a value
+means. Then ``"12"`` and ``12`` become the same id, and an unparsable timestamp becomes a
+quarantined row instead of a reader crash. ``source_line`` is
 the 1-based line of the row in the file (the header is line 1 for delimited files), or the
 0-based row index for parquet.
 
@@ -205,7 +205,7 @@ def _iter_parquet(path: Path) -> Iterator[pa.Table]:
 def iter_raw_batches(path: str | Path, fmt: str, layout: FileLayout = FileLayout()) -> Iterator[pa.Table]:
     """Yield ``path`` in batches of string columns plus ``source_line`` (int64).
 
-    A file with a header and no rows yields one empty batch with its columns; a 0-byte file,
+    A file with a header and no rows yields one empty batch with its columns. A 0-byte file,
     or a gzip file whose content is empty, yields nothing. Raises
     ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file when it cannot
     be parsed.

@@ -2,8 +2,8 @@
 
 A spec names the interaction file (or a folder or glob of them) and, optionally, user and item
 attribute files. It maps their columns to the canonical names (``user_id``, ``item_id``,
-``timestamp``, ``weight``, ``event_type``), says how to read timestamps and ids, which rows to
-reject, and how to collapse duplicates. Example::
+``timestamp``, ``weight``, ``event_type``). It also sets how to read timestamps and ids, which
+rows to reject, and how to collapse duplicates. Example::
 
     name: shop-clicks
     format: csv                      # csv, tsv, jsonl, parquet or recbole; .gz is read as gzip

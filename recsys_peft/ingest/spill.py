@@ -3,8 +3,8 @@
 Reading a large file produces rows of many dates. Keeping them all in memory would make memory
 grow with the file, so every ``rows_per_file`` rows are written to an uncompressed Arrow IPC
 file, with an index of where each date's rows are. Rows mostly in time order are written as
-they are; otherwise they are first sorted by date (stably, so rows of one date keep their input
-order). A later ``read_days`` memory-maps those files and gathers the rows of a few dates.
+they are. Other rows are first sorted by date, stably, so rows of one date keep their input
+order. A later ``read_days`` memory-maps those files and gathers the rows of a few dates.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What a run needs to know about the store before it changes it: files, vocabularies, counters."""
+"""The store as a run finds it: files ingested, vocabularies, partitions and counters."""
 
 from __future__ import annotations
 

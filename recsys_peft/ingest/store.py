@@ -14,7 +14,7 @@ Layout of a store folder::
 Every file is written once and never changed in place. A run builds the next version of the
 store in a sibling staging folder, hard-linking the files it keeps, and swaps it in with two
 renames (``commit``). A run that fails or is killed before the swap leaves the store as it
-was; ``recover`` finishes or discards what such a run left behind.
+was, and ``recover`` finishes or discards what such a run left behind.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def link_tree(store_dir: Path, staging: Path, keep: Callable[[Path], bool]) -> N
 def commit(store_dir: Path, staging: Path) -> None:
     """Swap ``staging`` in as the store.
 
-    The marker written first tells ``recover`` that the staging folder is complete, so a run
+    The marker written first shows ``recover`` that the staging folder is complete, so a run
     killed between the two renames is finished by the next one instead of losing the store.
     """
     atomic.write_bytes(staging / _COMPLETE_MARKER, b"")

@@ -136,8 +136,8 @@ def _parse_iso_one(value: str | None, tz: str) -> pd.Timestamp | None:
 def _parse_iso(values: pa.ChunkedArray, tz: str) -> tuple[np.ndarray, np.ndarray]:
     """Return UTC epoch microseconds and a mask of values that parsed.
 
-    Naive values are read in ``tz``; values with an offset or a Z keep their own. The
-    vectorized path parses both kinds with pyarrow; any value it rejects (not ISO 8601, or a
+    Naive values are read in ``tz``, and values with an offset or a Z keep their own. The
+    vectorized path parses both kinds with pyarrow. A value it rejects (not ISO 8601, or a
     local time that daylight saving makes ambiguous or nonexistent) sends the batch to the
     value-by-value path, which quarantines exactly those values.
     """

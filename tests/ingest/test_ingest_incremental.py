@@ -220,7 +220,7 @@ def test_incremental_killed_between_renames(raw_dir, events_dir, tmp_path, make_
     def replace_once(source, target):
         real_replace(source, target)
         if Path(target).name.startswith(".store.previous-"):
-            raise KeyboardInterrupt  # stands in for a kill after the first rename
+            raise KeyboardInterrupt  # acts as a kill after the first rename
 
     def commit_without_cleanup(store_dir, staging):
         with monkeypatch.context() as patch:
