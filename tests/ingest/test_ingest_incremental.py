@@ -254,3 +254,25 @@ def test_incremental_old_schema_rebuilt(raw_dir, events_dir, tmp_path, make_spec
     assert summary.files_ingested == ("events/day-1.csv",)
     assert json.loads((store / "manifest.json").read_text())["schema_version"] == 2
     assert read_interactions(store).num_rows == 3
+
+
+def test_incremental_attributes_only_change(raw_dir, events_dir, tmp_path, make_spec, now):
+    from recsys_peft.dataset.log import load_attributes
+    from recsys_peft.ingest.spec import AttributeSource
+
+    spec = make_spec(file="events", users=AttributeSource("users.csv", "user", {"age": "age"}))
+    (raw_dir / "users.csv").write_text("user,age\nu1,20\n", encoding="utf-8")
+    store = tmp_path / "store"
+    ingest_source(spec, raw_dir, store, now=now)
+    partitions_before = {str(p): p.read_bytes() for p in (store / "interactions").rglob("*.parquet")}
+    (raw_dir / "users.csv").write_text("user,age\nu2,30\nu5,50\n", encoding="utf-8")
+
+    summary = ingest_source(spec, raw_dir, store, now=now)
+
+    assert summary.files_ingested == ("users.csv",)
+    assert summary.partitions_written == ()
+    assert {str(p): p.read_bytes() for p in (store / "interactions").rglob("*.parquet")} == partitions_before
+    users = load_attributes(store, "user")
+    # u1 keeps its age from the first file, u2 gets one, and u5 is new from the attribute file.
+    assert users.column("user_id").to_pylist() == ["u1", "u2", "u5"]
+    assert users.column("age").to_pylist() == ["20", "30", "50"]
