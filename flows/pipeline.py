@@ -55,11 +55,7 @@ def ingest(config: PipelineConfig, raw_dir: Path) -> IngestSummary:
     started = time.perf_counter()
     spec = load_source_spec(config.source_spec)
     summary = ingest_source(spec, raw_dir, Path(config.work_dir) / "store")
-    get_run_logger().info(
-        "ingest source=%s rows_read=%d rows_written=%d quarantined=%d deduplicated=%d users=%d items=%d "
-        "vocab=%s %.1fs", spec.name, summary.rows_read, summary.rows_written, summary.rows_quarantined,
-        summary.rows_deduplicated, summary.users, summary.items, summary.vocabulary_version,
-        time.perf_counter() - started)
+    get_run_logger().info("%s source=%s %.1fs", summary.log_line(), spec.name, time.perf_counter() - started)
     return summary
 
 
