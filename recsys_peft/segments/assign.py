@@ -1,7 +1,6 @@
-"""User segments declared in ``features/segments/*.yaml``.
+"""Assign users to the segments of a spec, one segment per level of its chain.
 
-A segment spec combines user attributes, each optionally binned, into one segment per
-combination of values. Example (the MovieLens default, 2 genders x 7 age bands = 14 segments)::
+Example (the MovieLens default, 2 genders x 7 age bands = 14 segments)::
 
     name: gender_x_age
     keys:
@@ -10,58 +9,58 @@ combination of values. Example (the MovieLens default, 2 genders x 7 age bands =
         bins: [18, 25, 35, 45, 50, 56]
         labels: ["<18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+"]
 
-A user whose attribute is missing or not among the known values gets no segment (index -1) and
-is served by the base model; such users are counted wherever segments are assigned.
+A user whose attribute is missing or not among the known values gets no segment at that level
+(index -1). A one-level spec names segments by their value (``F:35-44``). A chain prefixes each
+name with its level (``tenant=acme``, ``country=DE``), so names stay unique across levels.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import yaml
 
 from recsys_peft.dataset.attributes import AttributeEncoder
+from recsys_peft.segments.sources import log_column_labels, table_labels
+from recsys_peft.segments.spec import SegmentLevel, SegmentSpec
 
 NO_SEGMENT = -1
 
 
 @dataclass(frozen=True)
-class SegmentKey:
-    attribute: str
-    bins: tuple[float, ...] = ()
-    labels: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class SegmentSpec:
-    name: str
-    keys: tuple[SegmentKey, ...]
-    separator: str = ":"
-    path: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.keys:
-            raise ValueError(f"segment spec {self.path or self.name}: 'keys' must list at least one attribute")
-
-
-@dataclass(frozen=True)
 class SegmentAssignment:
-    """The segment names and each user's segment index (-1 when the user has none)."""
+    """The segment names and each user's segment index (-1 when the user has none).
+
+    ``user_segments`` is each user's first known segment along the chain. ``candidates`` (U, L)
+    holds the user's segment at every level, and ``segment_levels`` the level of each segment.
+    A one-level assignment may leave both out.
+    """
 
     names: tuple[str, ...]
     user_segments: np.ndarray
+    candidates: np.ndarray | None = None
+    levels: tuple[str, ...] = ("segment",)
+    segment_levels: tuple[int, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.candidates is None:
+            object.__setattr__(self, "candidates", np.asarray(self.user_segments, dtype=np.int64)[:, None])
+        if not self.segment_levels:
+            object.__setattr__(self, "segment_levels", (0,) * len(self.names))
 
     @property
     def unassigned_users(self) -> int:
         return int(np.sum(self.user_segments == NO_SEGMENT))
 
+    def members(self, segment: int) -> np.ndarray:
+        """Return a (U,) mask of the users that belong to ``segment`` at its level."""
+        return self.candidates[:, self.segment_levels[segment]] == segment
+
     def sizes(self) -> dict[str, int]:
-        counts = np.bincount(self.user_segments[self.user_segments >= 0], minlength=len(self.names))
-        return {name: int(c) for name, c in zip(self.names, counts)}
+        """Return the number of members of every segment."""
+        return {name: int(self.members(index).sum()) for index, name in enumerate(self.names)}
 
     def table(self, user_ids: list[str]) -> pa.Table:
         names = [self.names[s] if s >= 0 else None for s in self.user_segments]
@@ -73,43 +72,74 @@ class SegmentAssignment:
         })
 
 
-def load_segment_spec(path: str | Path) -> SegmentSpec:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"segment spec not found: {path}")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    unknown = sorted(set(raw) - {"name", "keys", "separator"})
-    if unknown:
-        raise ValueError(f"segment spec {path}: unknown keys {unknown}; allowed: ['keys', 'name', 'separator']")
-    keys = []
-    for i, entry in enumerate(raw.get("keys") or []):
-        if not isinstance(entry, dict) or "attribute" not in entry:
-            raise ValueError(f"segment spec {path}: keys[{i}] needs an 'attribute', got {entry!r}")
-        extra = sorted(set(entry) - {"attribute", "bins", "labels"})
-        if extra:
-            raise ValueError(f"segment spec {path}: keys[{i}] has unknown keys {extra}")
-        keys.append(SegmentKey(str(entry["attribute"]), tuple(entry.get("bins") or ()),
-                               tuple(str(x) for x in entry.get("labels") or ())))
-    return SegmentSpec(str(raw.get("name", path.stem)), tuple(keys), str(raw.get("separator", ":")), str(path))
-
-
-def assign_segments(spec: SegmentSpec, users: pa.Table) -> SegmentAssignment:
-    """Assign every row of ``users`` (in index order) to one segment of ``spec``."""
-    missing = [k.attribute for k in spec.keys if k.attribute not in users.column_names]
+def _attribute_labels(spec: SegmentSpec, level: SegmentLevel, users: pa.Table) -> tuple[list[str], list[str | None]]:
+    """Return every combination of the level's attribute values, and each user's combination."""
+    missing = [k.attribute for k in level.keys if k.attribute not in users.column_names]
     if missing:
         raise ValueError(
             f"segment spec {spec.path or spec.name}: attributes {missing} are not in the users table; "
             f"found {users.column_names}"
         )
     encoders = [AttributeEncoder.fit(k.attribute, users.column(k.attribute).to_pylist(), k.bins, k.labels)
-                for k in spec.keys]
-    codes = np.stack([e.encode(users.column(e.name).to_pylist()) for e in encoders], axis=1)  # (U, K)
+                for k in level.keys]
+    names = [spec.separator.join(combo) for combo in itertools.product(*(e.values for e in encoders))]
+    per_key = [e.labels_of(users.column(e.name).to_pylist()) for e in encoders]
+    known = [set(e.values) for e in encoders]
+    labels: list[str | None] = []
+    for values in zip(*per_key):
+        if all(v is not None and v in allowed for v, allowed in zip(values, known)):
+            labels.append(spec.separator.join(values))
+        else:
+            labels.append(None)
+    return names, labels
 
-    names = tuple(spec.separator.join(combo) for combo in itertools.product(*(e.values for e in encoders)))
-    # Mixed-radix index of the combination; any unknown code (0) means no segment.
-    radix = [len(e.values) for e in encoders]
-    index = np.zeros(len(codes), dtype=np.int64)
-    for column, base in enumerate(radix):
-        index = index * base + (codes[:, column] - 1)
-    index[(codes == 0).any(axis=1)] = NO_SEGMENT
-    return SegmentAssignment(names, index)
+
+def _level_labels(spec: SegmentSpec, level: SegmentLevel, users: pa.Table,
+                  interactions: pa.Table | None) -> tuple[list[str], list[str | None]]:
+    if level.source == "attributes":
+        return _attribute_labels(spec, level, users)
+    if level.source == "log_column":
+        if interactions is None:
+            raise ValueError(
+                f"segment spec {spec.path or spec.name}: level {level.name!r} reads the log column "
+                f"{level.column!r}, so assign_segments needs the interactions table; pass interactions=")
+        labels = log_column_labels(interactions, users, level.column, level.rule, spec.path or spec.name)
+    else:
+        labels = table_labels(level.path, users, level.user_column, level.segment_column, spec.path or spec.name)
+    return sorted({label for label in labels if label is not None}), labels
+
+
+def assign_segments(spec: SegmentSpec, users: pa.Table, interactions: pa.Table | None = None,
+                    names: tuple[str, ...] | None = None) -> SegmentAssignment:
+    """Assign every row of ``users`` (in index order) to at most one segment per level of ``spec``.
+
+    ``interactions`` is needed by ``log_column`` levels. ``names`` fixes the segment list to a
+    trained model's, so that new users map onto the same indices. A value outside it counts as
+    unknown.
+    """
+    chain = spec.is_chain
+    all_names: list[str] = []
+    segment_levels: list[int] = []
+    per_level: list[list[str | None]] = []
+    for position, level in enumerate(spec.levels):
+        level_names, labels = _level_labels(spec, level, users, interactions)
+        if chain:
+            level_names = [f"{level.name}={n}" for n in level_names]
+            labels = [None if label is None else f"{level.name}={label}" for label in labels]
+        all_names.extend(level_names)
+        segment_levels.extend([position] * len(level_names))
+        per_level.append(labels)
+
+    if names is not None:
+        # Levels of the fixed names come from the prefixes they were built with.
+        level_of = {level.name: i for i, level in enumerate(spec.levels)}
+        segment_levels = [level_of[n.split("=", 1)[0]] if chain else 0 for n in names]
+        all_names = list(names)
+    index_of = {name: i for i, name in enumerate(all_names)}
+    candidates = np.array([[index_of.get(label, NO_SEGMENT) if label is not None else NO_SEGMENT
+                            for label in labels] for labels in per_level], dtype=np.int64).T
+    candidates = candidates.reshape(users.num_rows, len(spec.levels))
+    known = candidates >= 0
+    first = np.where(known.any(axis=1), candidates[np.arange(len(candidates)), known.argmax(axis=1)], NO_SEGMENT)
+    return SegmentAssignment(tuple(all_names), first.astype(np.int64), candidates,
+                             tuple(level.name for level in spec.levels), tuple(segment_levels))
