@@ -19,11 +19,18 @@ def checksums(module: nn.Module, prefix: str = "") -> dict[str, str]:
     return {name: tensor_checksum(p) for name, p in module.named_parameters() if name.startswith(prefix)}
 
 
+def is_adapter_parameter(name: str) -> bool:
+    return ".lora_A" in name or ".lora_B" in name or name.startswith("lora_")
+
+
 def freeze_all_but_adapters(module: nn.Module) -> list[nn.Parameter]:
-    """Set ``requires_grad`` only on LoRA parameters and return them."""
+    """Set ``requires_grad`` only on non-empty LoRA parameters and return them.
+
+    Adapter points outside the config's targets hold empty weights, which stay frozen.
+    """
     trainable = []
     for name, parameter in module.named_parameters():
-        is_adapter = ".lora_A" in name or ".lora_B" in name or name.startswith("lora_")
+        is_adapter = is_adapter_parameter(name) and parameter.numel() > 0
         parameter.requires_grad_(is_adapter)
         if is_adapter:
             trainable.append(parameter)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchrec import EmbeddingCollection, EmbeddingConfig, KeyedJaggedTensor
 
-from recsys_peft.adapters.lora import LoRAConfig, SegmentLoRALinear
+from recsys_peft.adapters.lora import LoRAConfig, SegmentEmbeddingAdapter, SegmentLoRALinear, restrict_to_targets
 from recsys_peft.models.two_tower import ItemTags, UserBatch
 
 PAD = -1
@@ -123,6 +123,9 @@ class Block(nn.Module):
 
 class SASRecModel(nn.Module):
     family = "sasrec"
+    # Adapter points: "lookup_adapter" (on the item lookups of the input sequence) and the
+    # attention and feed-forward projections of every block. None targets them all.
+    DEFAULT_ADAPTER_TARGETS: tuple[str, ...] | None = None
 
     def __init__(self, config: SASRecConfig, num_segments: int = 0, lora: LoRAConfig | None = None) -> None:
         super().__init__()
@@ -138,6 +141,10 @@ class SASRecModel(nn.Module):
         self.input_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config, num_segments, self.lora_config) for _ in range(config.num_layers))
         self.final_norm = nn.LayerNorm(dim)
+        # Built last so that the base weights draw the same random numbers as without it. It
+        # adapts the input sequence only: the output layer reads the shared, unadapted table.
+        self.lookup_adapter = SegmentEmbeddingAdapter(dim, num_segments, self.lora_config)
+        restrict_to_targets(self, self.lora_config, self.DEFAULT_ADAPTER_TARGETS)
 
     @property
     def item_table(self) -> torch.Tensor:
@@ -157,6 +164,7 @@ class SASRecModel(nn.Module):
         looked_up = self.ec(kjt)["sequence"].values()                            # (N, D)
         x = torch.zeros(batch, length, self.config.embedding_dim, dtype=looked_up.dtype)
         x[valid] = looked_up                                                      # (B, L, D)
+        x = self.lookup_adapter(x, segments)                                      # padding stays 0
 
         offset = self.config.max_length - length
         x = x * math.sqrt(self.config.embedding_dim) + self.positions.weight[offset:].unsqueeze(0)

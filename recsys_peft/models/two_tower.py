@@ -21,7 +21,7 @@ from torch import nn
 from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
 from torchrec.modules.embedding_configs import PoolingType
 
-from recsys_peft.adapters.lora import LoRAConfig, SegmentLoRALinear
+from recsys_peft.adapters.lora import LoRAConfig, SegmentEmbeddingAdapter, SegmentLoRALinear, restrict_to_targets
 from recsys_peft.models.jagged import build_kjt, jagged_from_csr, jagged_from_padded
 
 
@@ -87,11 +87,16 @@ class TwoTowerModel(nn.Module):
     family = "two_tower"
     USER_KEYS = ["user_id", "history", "recent"]
     ITEM_KEYS = ["item_id", "tags"]
+    # Adapter points: "lookup_adapter" (on the concatenated user-side lookups), "user_hidden" and
+    # "user_out". NOTE: the export writes only the user-side prefixes it lists, which do not
+    # include "lookup_adapter" yet, so the default leaves that point out.
+    DEFAULT_ADAPTER_TARGETS: tuple[str, ...] | None = ("user_hidden", "user_out")
 
     def __init__(self, config: TwoTowerConfig, num_segments: int = 0, lora: LoRAConfig | None = None) -> None:
         super().__init__()
         self.config = config
         self.lora_config = lora or LoRAConfig()
+        self._num_segments = num_segments
         self.attribute_names = sorted(config.attribute_cardinalities)
         dim, attr_dim = config.embedding_dim, config.attribute_dim
 
@@ -122,13 +127,23 @@ class TwoTowerModel(nn.Module):
         )
         nn.init.normal_(self.ebc.embedding_bags["t_user"].weight, std=0.05)
         nn.init.normal_(self.ebc.embedding_bags["t_item"].weight, std=0.05)
+        # Built last so that the base weights draw the same random numbers as without it.
+        self.lookup_adapter = SegmentEmbeddingAdapter(user_in, num_segments, self.lora_config)
+        restrict_to_targets(self, self.lora_config, self.DEFAULT_ADAPTER_TARGETS)
 
     @property
     def num_segments(self) -> int:
-        return self.user_hidden.num_segments
+        return self._num_segments
 
     def user_embeddings(self, batch: UserBatch) -> torch.Tensor:
         """L2-normalised user vectors (B, D), with each row's segment adapter applied."""
+        return self.user_head(self.user_lookups(batch), batch.segments)
+
+    def user_lookups(self, batch: UserBatch) -> torch.Tensor:
+        """Concatenated user-side table lookups (B, 3D + A * attr_dim), before any adapter.
+
+        They read only the tables, so with frozen tables they can be computed once and reused.
+        """
         size = len(batch)
         recent = batch.history[:, : self.config.recent_length]
         features = {
@@ -140,9 +155,14 @@ class TwoTowerModel(nn.Module):
             features[f"attr_{name}"] = (batch.attributes[:, column], torch.ones(size, dtype=torch.long))
         pooled = self.ebc(build_kjt(features, self.keys, size))
         parts = [pooled[key] for key in self.USER_KEYS] + [pooled[f"attr_{n}"] for n in self.attribute_names]
-        x = self.user_dropout(torch.cat(parts, dim=1))              # (B, 3D + A * attr_dim)
-        x = F.relu(self.user_hidden(x, batch.segments))             # (B, H)
-        x = self.user_out(self.user_dropout(x), batch.segments)     # (B, D)
+        return torch.cat(parts, dim=1)
+
+    def user_head(self, lookups: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+        """L2-normalised user vectors (B, D) from ``user_lookups``, with each row's adapters applied."""
+        x = self.lookup_adapter(lookups, segments)
+        x = self.user_dropout(x)                                    # (B, 3D + A * attr_dim)
+        x = F.relu(self.user_hidden(x, segments))                   # (B, H)
+        x = self.user_out(self.user_dropout(x), segments)           # (B, D)
         return F.normalize(x, dim=-1)
 
     def item_embeddings(self, items: torch.Tensor, tags: ItemTags) -> torch.Tensor:

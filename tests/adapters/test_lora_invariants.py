@@ -168,3 +168,20 @@ def test_adapter_state_wrong_names():
 
     with pytest.raises(ValueError, match=r"missing \['second\.lora_A'\], unexpected \['third\.lora_A'\]"):
         load_adapter_state(model, 0, state)
+
+
+def test_one_slot_layer_matches_formula():
+    # A layer with one slot takes the plain matrix-product path; it must equal the formula too.
+    torch.manual_seed(0)
+    layer = SegmentLoRALinear(nn.Linear(IN_FEATURES, OUT_FEATURES), 1, LoRAConfig(r=2, alpha=6.0)).eval()
+    with torch.no_grad():
+        layer.lora_B.normal_()
+    x, _ = batch()
+    segments = torch.tensor([0, -1] * (len(x) // 2))
+
+    with torch.no_grad():
+        out = layer(x, segments)
+        update = layer.config.scaling * (x @ layer.lora_A[0].T @ layer.lora_B[0].T)
+        expected = x @ layer.base.weight.T + layer.base.bias + update * (segments >= 0).unsqueeze(1)
+
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
