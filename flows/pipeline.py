@@ -31,11 +31,13 @@ from recsys_peft.ingest.fetch import fetch_movielens_100k  # noqa: E402
 from recsys_peft.ingest.ingest import IngestSummary, ingest_source  # noqa: E402
 from recsys_peft.ingest.spec import load_source_spec  # noqa: E402
 from recsys_peft.models.two_tower import parameter_count  # noqa: E402
+from recsys_peft.adapters.lora import adapter_layers  # noqa: E402
 from recsys_peft.registry.artifacts import save_adapter, save_base_model, segment_slug  # noqa: E402
+from recsys_peft.registry.store import Registry  # noqa: E402
 from recsys_peft.scoring.batch import score_users, write_recommendations  # noqa: E402
 from recsys_peft.segments import load_segment_spec  # noqa: E402
 from recsys_peft.training.finetune import (  # noqa: E402
-    BaseModel, SegmentAdapter, adapter_slots, finetune_segment, stack_adapters,
+    BaseModel, SegmentAdapter, finetune_segment, route, stack_adapters,
 )
 from recsys_peft.training.pretrain import model_config  # noqa: E402
 from recsys_peft.training.pretrain import pretrain as train_base_model  # noqa: E402
@@ -99,10 +101,40 @@ def finetune(config: PipelineConfig, snapshot: DataSnapshot, base: BaseModel, ba
     save_adapter(adapter, folder, config.finetune.lora, base_hash, snapshot.log.vocabulary_version,
                  snapshot.snapshot_id, stack_adapters(base, [], 1, config.finetune.lora))
     get_run_logger().info(
-        "segment=%s users=%d examples=%d base_valid_ndcg@10=%.4f adapter_valid_ndcg@10=%.4f kept=%s "
-        "trainable=%d %.1fs", adapter.segment, adapter.users, adapter.train_examples, adapter.base_valid_ndcg,
-        adapter.valid_ndcg, adapter.used, adapter.trainable_parameters, adapter.seconds)
+        "segment=%s users=%d examples=%d rank=%s base_valid_ndcg@10=%.4f adapter_valid_ndcg@10=%.4f kept=%s "
+        "reason=%r trainable=%d %.1fs", adapter.segment, adapter.users, adapter.train_examples, adapter.rank,
+        adapter.base_valid_ndcg, adapter.valid_ndcg, adapter.used, adapter.reason, adapter.trainable_parameters,
+        adapter.seconds)
     return adapter
+
+
+@task(cache_policy=NO_CACHE)
+def register(config: PipelineConfig, snapshot: DataSnapshot, base: BaseModel,
+             adapters: list[SegmentAdapter]) -> str:
+    """Publish the base model and every segment's adapter record, and promote them as one release."""
+    registry = Registry(Path(config.work_dir) / "registry")
+    base_id = registry.publish_base(base, snapshot.segments.names, {
+        "vocabulary_version": snapshot.log.vocabulary_version,
+        "training_data_snapshot": snapshot.snapshot_id,
+    })
+    layers = sorted(adapter_layers(stack_adapters(base, [], 1, config.finetune.lora)))
+    versions = {a.segment: registry.publish_adapter(a, base_id, config.finetune.lora, layers) for a in adapters}
+    release = registry.promote(base_id, versions, note=f"pipeline seed={config.seed}")
+    sizes = registry.sizes(base_id, versions)
+    kept = [sizes["adapter_bytes"][a.segment] for a in adapters if a.used]
+    get_run_logger().info(
+        "register release=%s base=%s base_bytes=%d adapters_kept=%d/%d bytes_per_adapter=%d registry=%s",
+        release.release_id, base_id, sizes["base_bytes"], len(kept), len(adapters), max(kept, default=0),
+        registry.url)
+    return release.release_id
+
+
+@task(cache_policy=NO_CACHE)
+def route_users(snapshot: DataSnapshot, adapters: list[SegmentAdapter]) -> np.ndarray:
+    """Route each user to its adapter slot along the segment chain, and log who fell back."""
+    routing = route(snapshot, adapters)
+    get_run_logger().info("route users=%d %s", len(routing.slots), routing.summary())
+    return routing.slots
 
 
 @task(cache_policy=NO_CACHE)
@@ -174,8 +206,9 @@ def pipeline(config: PipelineConfig | None = None) -> dict:
     snapshot = split(config, store)
     base, base_hash = pretrain(config, snapshot)
     adapters = [finetune(config, snapshot, base, base_hash, s) for s in range(len(snapshot.segments.names))]
+    register(config, snapshot, base, adapters)
     adapted = stack_adapters(base, adapters, len(snapshot.segments.names), config.finetune.lora)
-    slots = adapter_slots(snapshot, adapters)
+    slots = route_users(snapshot, adapters)
     report = evaluate(config, snapshot, base, adapted, slots, adapters)
     export_dir = export(config, snapshot, adapted, slots, base_hash, adapters, report)
     recommendations = score(config, snapshot, export_dir)
