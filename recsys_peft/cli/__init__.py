@@ -6,11 +6,13 @@ import typer
 
 from recsys_peft.cli.generate import generate
 from recsys_peft.cli.ingest import delete_user, ingest
+from recsys_peft.cli.registry import app as registry_app
 
 app = typer.Typer(no_args_is_help=True, help="Personalise recommender models per user segment.")
 app.command("generate")(generate)
 app.command("ingest")(ingest)
 app.command("delete-user")(delete_user)
+app.add_typer(registry_app, name="registry")
 
 
 def main() -> None:
