@@ -153,3 +153,28 @@ def test_cached_objective_matches_generic(base_model, snapshot):
 def test_min_users_validated():
     with pytest.raises(ValueError, match=r"FinetuneConfig\.min_users must be at least 1, got 0"):
         FinetuneConfig(min_users=0)
+
+
+def test_keep_rule_needs_gain():
+    base = np.array([0.2, 0.5, 0.0, 1.0])
+
+    assert not finetune_module.beats_base(base, base.copy(), confidence=0.8)
+    assert not finetune_module.beats_base(base, base - 0.1, confidence=0.8)
+    assert not finetune_module.beats_base(np.zeros(0), np.zeros(0), confidence=0.8)
+
+
+def test_keep_rule_confidence():
+    # One user of forty gains, and about a third of resamples leave that user out: confidence about 0.64.
+    base = np.zeros(40)
+    one_gain = base.copy()
+    one_gain[0] = 1.0
+    all_gain = base + 0.1
+
+    assert finetune_module.beats_base(base, all_gain, confidence=0.8)
+    assert finetune_module.beats_base(base, one_gain, confidence=0.5)
+    assert not finetune_module.beats_base(base, one_gain, confidence=0.8)
+
+
+def test_keep_confidence_validated():
+    with pytest.raises(ValueError, match=r"FinetuneConfig\.keep_confidence must be in \[0, 1\), got 1\.0"):
+        FinetuneConfig(keep_confidence=1.0)
