@@ -187,9 +187,10 @@ def score(config: PipelineConfig, snapshot: DataSnapshot, export_dir: Path) -> P
     table, summary = score_users(exported, log, snapshot.users, users, positions, k=config.top_k)
     out_dir = Path(config.work_dir) / "recommendations"
     write_recommendations(table, out_dir, summary)
-    get_run_logger().info("score users=%d rows=%d fallback_users=%d short_of_k=%d model_version=%s %.1fs",
-                          summary.users, summary.rows, summary.fallback_users, summary.users_short_of_k,
-                          exported.model_version, summary.seconds)
+    get_run_logger().info("score users=%d rows=%d fallback_users=%d unknown_users=%d no_history_users=%d "
+                          "short_of_k=%d new_item_events=%d model_version=%s %.1fs", summary.users, summary.rows,
+                          summary.fallback_users, summary.unknown_users, summary.no_history_users,
+                          summary.users_short_of_k, summary.new_item_events, exported.model_version, summary.seconds)
     return out_dir
 
 

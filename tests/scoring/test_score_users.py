@@ -138,9 +138,11 @@ def extended_log(snapshot, new_user_items: list[list[int]]) -> tuple[Interaction
     return extended, pa.concat_tables([snapshot.users, extra])
 
 
-def popularity_ranking(exported: ExportedModel, seen: set[int]) -> list[int]:
-    popularity = exported.item_popularity.numpy()
-    order = np.lexsort((np.arange(len(popularity)), -popularity))
+def popularity_ranking(exported: ExportedModel, seen: set[int], segment: int = -1) -> list[int]:
+    """Rank items as the fallback does: segment count, then overall count, then index."""
+    overall = exported.item_popularity.numpy()
+    first_key = exported.segment_popularity[segment].numpy() if segment >= 0 else overall
+    order = np.lexsort((np.arange(len(overall)), -overall, -first_key))
     return [int(i) for i in order if int(i) not in seen][:K]
 
 
@@ -158,7 +160,11 @@ def test_unknown_users_get_popular(exported, snapshot, scored):
     assert summary.fallback_users == 3
     assert by_user["new0"] == [item_ids[i] for i in popularity_ranking(exported, {0, 1, 2})]
     assert by_user["new1"] == [item_ids[i] for i in popularity_ranking(exported, {5})]
-    assert by_user[snapshot.user_ids[no_history]] == [item_ids[i] for i in popularity_ranking(exported, set())]
+    segment = int(snapshot.segments.user_segments[no_history])
+    assert segment >= 0
+    assert by_user[snapshot.user_ids[no_history]] == [item_ids[i] for i in popularity_ranking(exported, set(), segment)]
+    assert summary.unknown_users == 2
+    assert summary.no_history_users == 1
     new_rows = table.filter(pc.is_in(table.column("user_id"), pa.array(["new0", "new1"])))
     assert new_rows.column("segment").null_count == new_rows.num_rows
 
