@@ -27,15 +27,11 @@ def history_before(log: InteractionLog, users: np.ndarray, positions: np.ndarray
 
 
 def seen_before(log: InteractionLog, users: np.ndarray, positions: np.ndarray) -> torch.Tensor:
-    """Mask (len(users), num_items) of items each user interacted with before ``positions``."""
-    users = np.asarray(users, dtype=np.int64)
-    starts = log.offsets[users]
-    lengths = np.asarray(positions) - starts
-    rows = np.repeat(np.arange(len(users)), lengths)
-    cols = log.items[np.concatenate([np.arange(s, p) for s, p in zip(starts, positions)])] \
-        if len(users) else np.empty(0, dtype=np.int64)
-    mask = torch.zeros(len(users), log.num_items, dtype=torch.bool)
-    mask[torch.from_numpy(rows), torch.from_numpy(cols)] = True
+    """Build a mask (len(users), num_items) of items each user interacted with before ``positions``."""
+    offsets, items = seen_csr(log, users, positions)
+    rows = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    mask = torch.zeros(len(offsets) - 1, log.num_items, dtype=torch.bool)
+    mask[torch.from_numpy(rows), torch.from_numpy(items)] = True
     return mask
 
 

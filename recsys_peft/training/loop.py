@@ -67,6 +67,13 @@ def fit(
     on_epoch: Callable[[dict], None] | None = None,
 ) -> FitResult:
     """Train a two-tower model's ``parameters`` with in-batch sampled softmax; see ``fit_loss``."""
+    batch_loss = two_tower_batch_loss(model, examples, tags, log_q)
+    return fit_loss(model, parameters, len(examples), batch_loss, validate, config, on_epoch)
+
+
+def two_tower_batch_loss(model: TwoTowerModel, examples: Examples, tags: ItemTags,
+                         log_q: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Build the in-batch sampled softmax loss of a batch of example indices."""
 
     def batch_loss(index: torch.Tensor) -> torch.Tensor:
         targets = examples.targets[index]
@@ -74,7 +81,7 @@ def fit(
         items = model.item_embeddings(targets, tags)
         return in_batch_softmax_loss(users, items, targets, log_q, model.config.temperature)
 
-    return fit_loss(model, parameters, len(examples), batch_loss, validate, config, on_epoch)
+    return batch_loss
 
 
 def fit_loss(

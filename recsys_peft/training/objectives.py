@@ -15,7 +15,8 @@ from recsys_peft.dataset.features import user_batch
 from recsys_peft.dataset.snapshot import DataSnapshot
 from recsys_peft.models.sasrec import SASRecModel
 from recsys_peft.models.two_tower import TwoTowerModel
-from recsys_peft.training.losses import in_batch_softmax_loss, item_log_q
+from recsys_peft.training.losses import item_log_q
+from recsys_peft.training.loop import Examples, two_tower_batch_loss
 from recsys_peft.training.sequences import full_softmax_loss, sampled_softmax_loss, training_sequences
 
 BatchLoss = Callable[[torch.Tensor], torch.Tensor]
@@ -45,16 +46,8 @@ def objective(model: torch.nn.Module, snapshot: DataSnapshot, users_mask: np.nda
         positions = _train_positions(snapshot, users_mask)
         inputs = user_batch(log, snapshot.features, log.users[positions], positions,
                             model.config.history_length, slots)
-        targets = torch.from_numpy(log.items[positions])
-        tags = snapshot.features.item_tags
-
-        def two_tower_loss(index: torch.Tensor) -> torch.Tensor:
-            batch_targets = targets[index]
-            users = model.user_embeddings(inputs.select(index))
-            items = model.item_embeddings(batch_targets, tags)
-            return in_batch_softmax_loss(users, items, batch_targets, log_q, model.config.temperature)
-
-        return len(positions), two_tower_loss
+        examples = Examples(inputs, torch.from_numpy(log.items[positions]))
+        return len(examples), two_tower_batch_loss(model, examples, snapshot.features.item_tags, log_q)
 
     if isinstance(model, SASRecModel):
         users = np.flatnonzero(users_mask) if users_mask is not None else None
