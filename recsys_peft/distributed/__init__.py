@@ -1,0 +1,1 @@
+"""Pretraining across processes with TorchRec's DistributedModelParallel (run under torchrun)."""
