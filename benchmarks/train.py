@@ -33,7 +33,7 @@ from recsys_peft.training.loop import TrainConfig
 from recsys_peft.training.pretrain import model_config, pretrain
 
 RESULTS = Path(__file__).parent / "results" / "train.json"
-TARGETS = {"movielens": 0.09, "generated_1m": None}  # None: 90% of the best validation NDCG seen
+TARGETS = {"movielens": 0.095, "generated_1m": None}  # None: 90% of the best validation NDCG seen
 
 
 def prepare(dataset: str, work: Path, config: PipelineConfig) -> tuple[Path, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 
 from recsys_peft.adapters.lora import LoRAConfig
@@ -58,8 +59,7 @@ class PipelineConfig:
     def with_seed(self, seed: int) -> "PipelineConfig":
         """The same config with ``seed`` applied to pretraining and fine-tuning."""
         assert self.pretrain is not None and self.finetune is not None
-        finetune = FinetuneConfig(lora=self.finetune.lora, train=_reseed(self.finetune.train, seed),
-                                  min_users=self.finetune.min_users)
+        finetune = dataclasses.replace(self.finetune, train=_reseed(self.finetune.train, seed))
         return PipelineConfig(**{**self.__dict__, "seed": seed, "pretrain": _reseed(self.pretrain, seed),
                                  "finetune": finetune})
 

@@ -92,12 +92,8 @@ def base_model(pretrained: Pretrained) -> TwoTowerModel:
 def _random_adapter_state(model: TwoTowerModel, seed: int) -> dict[str, torch.Tensor]:
     """Draw one segment's adapter weights with a non-zero B, so the adapter changes the scores."""
     generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for name, module in model.named_modules():
-        if name in ("user_hidden", "user_out"):
-            state[f"{name}.lora_A"] = torch.randn(module.lora_A.shape[1:], generator=generator) * 0.3
-            state[f"{name}.lora_B"] = torch.randn(module.lora_B.shape[1:], generator=generator) * 0.3
-    return state
+    return {name: torch.randn(p.shape[1:], generator=generator) * 0.3
+            for name, p in model.named_parameters() if ".lora_" in name}
 
 
 def _segment_adapters(snapshot: DataSnapshot, model: TwoTowerModel, kept: tuple[int, ...]) -> list[SegmentAdapter]:

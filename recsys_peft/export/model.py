@@ -46,7 +46,7 @@ EXPORT_FILES = ("model.json", "user_tower.safetensors", "items.safetensors", "se
 # precomputed item vectors. SASRec's user side is the whole model (its item table is its input).
 USER_SIDE_PREFIXES = {
     "two_tower": ("ebc.embedding_bags.t_user.", "ebc.embedding_bags.t_item.", "ebc.embedding_bags.t_attr_",
-                  "user_hidden.", "user_out."),
+                  "lookup_adapter.", "user_hidden.", "user_out."),
     "sasrec": ("",),
 }
 # The one table whose size grows with the number of users; scoring may load only some rows of it.

@@ -88,9 +88,8 @@ class TwoTowerModel(nn.Module):
     USER_KEYS = ["user_id", "history", "recent"]
     ITEM_KEYS = ["item_id", "tags"]
     # Adapter points: "lookup_adapter" (on the concatenated user-side lookups), "user_hidden" and
-    # "user_out". NOTE: the export writes only the user-side prefixes it lists, which do not
-    # include "lookup_adapter" yet, so the default leaves that point out.
-    DEFAULT_ADAPTER_TARGETS: tuple[str, ...] | None = ("user_hidden", "user_out")
+    # "user_out". All three are on by default.
+    DEFAULT_ADAPTER_TARGETS: tuple[str, ...] | None = ("lookup_adapter", "user_hidden", "user_out")
 
     def __init__(self, config: TwoTowerConfig, num_segments: int = 0, lora: LoRAConfig | None = None) -> None:
         super().__init__()

@@ -35,8 +35,8 @@ def sasrec_batch(segments: list[int]) -> UserBatch:
 def test_two_tower_default_targets(base_model, tiny_lora):
     model = with_adapters(base_model, 2, tiny_lora)
 
-    assert sorted(adapter_layers(model)) == ["user_hidden", "user_out"]
-    assert model.lookup_adapter.num_segments == 0
+    assert sorted(adapter_layers(model)) == ["lookup_adapter", "user_hidden", "user_out"]
+    assert model.lookup_adapter.num_segments == 2
     assert model.num_segments == 2
 
 

@@ -36,7 +36,8 @@ def test_freeze_leaves_only_lora(base_model, tiny_lora):
     trainable = freeze_all_but_adapters(model)
 
     trainable_names = sorted(n for n, p in model.named_parameters() if p.requires_grad)
-    assert trainable_names == ["user_hidden.lora_A", "user_hidden.lora_B", "user_out.lora_A", "user_out.lora_B"]
+    assert trainable_names == ["lookup_adapter.lora_A", "lookup_adapter.lora_B", "user_hidden.lora_A",
+                               "user_hidden.lora_B", "user_out.lora_A", "user_out.lora_B"]
     assert {id(p) for p in trainable} == {id(p) for n, p in model.named_parameters() if n in trainable_names}
 
 
@@ -80,7 +81,8 @@ def test_finetune_keeps_frozen_bits(base_model, snapshot, finetune_config, monke
     tuned_sums = frozen_part(checksums(seen["model"]))
     assert adapter.users == 19
     assert seen["result"].steps > 0
-    assert seen["trainable"] == ["user_hidden.lora_A", "user_hidden.lora_B", "user_out.lora_A", "user_out.lora_B"]
+    assert seen["trainable"] == ["lookup_adapter.lora_A", "lookup_adapter.lora_B", "user_hidden.lora_A",
+                                 "user_hidden.lora_B", "user_out.lora_A", "user_out.lora_B"]
     assert set(TABLES) <= set(tuned_sums)
     assert tuned_sums == base_sums
     # The base model handed in is not touched either.

@@ -63,7 +63,7 @@ def test_adapter_round_trip(saved_adapter, kept_adapter):
     assert meta["kept"] is True
     assert meta["segment"] == kept_adapter.segment
     assert meta["rank"] == 4
-    assert meta["layers"] == ["user_hidden", "user_out"]
+    assert meta["layers"] == ["lookup_adapter", "user_hidden", "user_out"]
 
 
 def test_fallback_adapter_has_no_weights(tmp_path, base_model, make_adapters, tiny_lora):

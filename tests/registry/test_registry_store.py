@@ -71,11 +71,11 @@ def test_adapter_metadata_fields(registry, base_model, snapshot, make_adapters, 
     assert meta["base_model_hash"] == registry.base_meta(base_id)["weights_hash"]
     assert meta["vocabulary_version"] == "u120-i150-test"
     assert meta["training_data_snapshot"] == "snapshot-1"
-    assert (meta["rank"], meta["alpha"], meta["layers"]) == (4, 8.0, ["user_hidden", "user_out"])
+    assert (meta["rank"], meta["alpha"], meta["layers"]) == (4, 8.0, ["lookup_adapter", "user_hidden", "user_out"])
     assert meta["kept"] is True
     assert set(meta["metrics"]) == {"base_valid_ndcg@10", "valid_ndcg@10"}
     assert meta["created_at"]
-    assert 0 < meta["weights_bytes"] < registry.base_meta(base_id)["weights_bytes"] / 10
+    assert 0 < meta["weights_bytes"] < registry.base_meta(base_id)["weights_bytes"] / 5
     assert fallback["kept"] is False
     assert fallback["weights_bytes"] == 0
 

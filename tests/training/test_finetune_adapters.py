@@ -111,7 +111,9 @@ def test_shared_adapter_covers_everyone(base_model, snapshot, tiny_lora):
     assert shared.users == snapshot.log.num_users
     assert shared.steps > 0
     dense = (base_model.user_hidden, base_model.user_out)
-    assert shared.trainable_parameters == tiny_lora.r * sum(layer.in_features + layer.out_features for layer in dense)
+    lookup = 2 * base_model.user_hidden.in_features  # the lookup adapter maps the lookups onto themselves
+    assert shared.trainable_parameters == tiny_lora.r * (
+        lookup + sum(layer.in_features + layer.out_features for layer in dense))
     assert shared.used == (shared.reason == "beats base on validation")
 
 
