@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import asdict, dataclass, field
 
 from recsys_peft.adapters.lora import LoRAConfig
+from recsys_peft.retraining.config import RetrainConfig
 from recsys_peft.training.finetune import FinetuneConfig
 from recsys_peft.training.loop import TrainConfig
 
@@ -44,6 +45,7 @@ class PipelineConfig:
     model_overrides: dict[str, object] = field(default_factory=dict)
     pretrain: TrainConfig | None = None      # None: the model family's default
     finetune: FinetuneConfig | None = None   # None: the model family's default
+    retraining: RetrainConfig = field(default_factory=RetrainConfig)
 
     def __post_init__(self) -> None:
         if self.model not in PRETRAIN_DEFAULTS:

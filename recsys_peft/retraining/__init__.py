@@ -1,0 +1,1 @@
+"""Scheduled retraining: what to retrain, whether to promote, run history and retention."""
