@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 import traceback
 from pathlib import Path
 
 import typer
 
+from recsys_peft.cli.common import import_flows
 from recsys_peft.export.model import check_export_folder
 from recsys_peft.scoring.recommend import DEFAULT_USER_CHUNK
 from recsys_peft.scoring.settings import ScoringSettings, UserSelection, today_utc
@@ -17,20 +17,6 @@ from recsys_peft.scoring.topk import DEFAULT_ITEM_CHUNK
 
 def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def _import_flow():
-    """Import ``flows.score``, which lives beside the package in the repository, not inside it."""
-    try:
-        from flows import score as flow_module
-    except ImportError:
-        # An editable install puts only recsys_peft on the path; the flows sit one folder above it.
-        root = Path(__file__).resolve().parents[2]
-        if not (root / "flows" / "score.py").is_file():
-            raise
-        sys.path.insert(0, str(root))
-        from flows import score as flow_module
-    return flow_module
 
 
 def score(
@@ -74,7 +60,7 @@ def score(
         check_export_folder(export)
         if not (store / "manifest.json").is_file():
             raise FileNotFoundError(f"not a store: {store / 'manifest.json'} is missing")
-        flow_module = _import_flow()
+        flow_module = import_flows("score")
         flow_module.task_runner(runner, workers or _cores(), dask_address)
     except (ValueError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)
