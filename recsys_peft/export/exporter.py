@@ -18,6 +18,7 @@ from recsys_peft import atomic
 from recsys_peft.dataset.features import user_batch
 from recsys_peft.adapters.lora import adapter_state
 from recsys_peft.dataset.snapshot import DataSnapshot
+from recsys_peft.export.digests import folder_digests
 from recsys_peft.export.model import EXPORT_SCHEMA_VERSION, SEGMENT_SPEC_FILE, ExportedModel, user_side_state
 from recsys_peft.models.sasrec import SASRecModel
 from recsys_peft.models.two_tower import TwoTowerModel
@@ -160,6 +161,7 @@ def export_model(
             "adapter_versions": adapter_versions(model, snapshot, segment_slots),
             "created_at": datetime.now(timezone.utc).isoformat(),
             **manifest_extra,
+            "files": folder_digests(staging),
         }
         atomic.write_json(staging / "manifest.json", manifest)
         exported = ExportedModel.load(staging)

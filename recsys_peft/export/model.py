@@ -11,7 +11,8 @@ An export folder contains::
                                training popularity per segment (S, I)
     segments.parquet           user_id, user_idx, segment, segment_idx, adapter slot (-1 = base model)
     vocab/users.parquet, vocab/items.parquet, vocab/version.json
-    manifest.json              versions, hashes, metrics and the parity check result
+    manifest.json              versions, hashes, metrics, the parity check result, and the size and
+                               SHA-256 of every other file, checked on load
 """
 
 from __future__ import annotations
@@ -31,16 +32,18 @@ from typing import TYPE_CHECKING
 
 from recsys_peft.adapters.lora import LoRAConfig
 from recsys_peft.dataset.attributes import AttributeEncoder
+from recsys_peft.export.digests import ExportCorrupted, verify_digests
 from recsys_peft.segments import SegmentSpec, load_segment_spec
 
 if TYPE_CHECKING:
     from recsys_peft.models.sasrec import SASRecModel
     from recsys_peft.models.two_tower import TwoTowerModel, UserBatch
 
-# Version 2 added per-segment popularity, per-segment adapter slots and the segment spec.
-EXPORT_SCHEMA_VERSION = 2
+# Version 2 added per-segment popularity, per-segment adapter slots and the segment spec;
+# version 3 the size and SHA-256 of every file, checked on load.
+EXPORT_SCHEMA_VERSION = 3
 SEGMENT_SPEC_FILE = "segment_spec.yaml"
-READABLE_SCHEMA_VERSIONS = (1, 2)
+READABLE_SCHEMA_VERSIONS = (1, 2, 3)
 EXPORT_FILES = ("model.json", "user_tower.safetensors", "items.safetensors", "segments.parquet", "manifest.json")
 # The two-tower user side reads these tables and layers; the item tower is replaced by the
 # precomputed item vectors. SASRec's user side is the whole model (its item table is its input).
@@ -150,6 +153,11 @@ class ExportedModel:
         if schema not in READABLE_SCHEMA_VERSIONS:
             raise ValueError(f"{folder / 'manifest.json'}: schema_version {schema!r} is not one of "
                              f"{list(READABLE_SCHEMA_VERSIONS)}; export the model again with this version")
+        if schema >= 3:
+            if not manifest.get("files"):
+                raise ExportCorrupted(f"{folder / 'manifest.json'}: schema_version {schema} but no file digests; "
+                                      f"export the model again")
+            verify_digests(folder, manifest["files"])
         family = spec.get("family")
         if family not in MODEL_FAMILIES:
             raise ValueError(f"{folder / 'model.json'}: model family {family!r} is not one of {list(MODEL_FAMILIES)}")

@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 import recsys_peft.export.exporter as exporter_module
 from recsys_peft import atomic
+from recsys_peft.export.digests import folder_digests
 from recsys_peft.export.exporter import PARITY_TOLERANCE, PARITY_USERS_PER_SEGMENT, ParityError, export_two_tower
 from recsys_peft.export.model import EXPORT_SCHEMA_VERSION, ExportedModel
 
@@ -203,6 +204,8 @@ def test_load_unknown_family(export_dir, tmp_path):
     copy = shutil.copytree(export_dir, tmp_path / "export")
     spec = atomic.read_json(copy / "model.json")
     atomic.write_json(copy / "model.json", {**spec, "family": "matrix_factorization"})
+    manifest = atomic.read_json(copy / "manifest.json")
+    atomic.write_json(copy / "manifest.json", {**manifest, "files": folder_digests(copy)})
 
     with pytest.raises(ValueError, match=r"model family 'matrix_factorization' is not one of \['sasrec', 'two_tower'\]"):
         ExportedModel.load(copy)
