@@ -1,4 +1,4 @@
-"""An export whose files were truncated or altered after it was written refuses to load."""
+"""Loading rejects an export whose files were truncated or altered after it was written."""
 
 import shutil
 
@@ -25,7 +25,7 @@ def test_manifest_lists_every_file(export_dir):
     assert all(len(entry["sha256"]) == 64 and entry["bytes"] > 0 for entry in files.values())
 
 
-def test_flipped_byte_in_item_vectors_is_refused(private_export):
+def test_flipped_item_byte_rejected(private_export):
     path = private_export / "items.safetensors"
     data = bytearray(path.read_bytes())
     data[-5] ^= 0xFF
@@ -35,7 +35,7 @@ def test_flipped_byte_in_item_vectors_is_refused(private_export):
         ExportedModel.load(private_export)
 
 
-def test_truncated_user_tower_is_refused(private_export):
+def test_truncated_user_tower_rejected(private_export):
     path = private_export / "user_tower.safetensors"
     path.write_bytes(path.read_bytes()[:100])
 
@@ -43,14 +43,14 @@ def test_truncated_user_tower_is_refused(private_export):
         ExportedModel.load(private_export)
 
 
-def test_missing_vocabulary_file_is_refused(private_export):
+def test_missing_vocabulary_file_rejected(private_export):
     (private_export / "vocab" / "users.parquet").unlink()
 
     with pytest.raises(ExportCorrupted, match=r"users\.parquet: listed in .* but missing"):
         ExportedModel.load(private_export)
 
 
-def test_manifest_without_digests_is_refused(private_export):
+def test_manifest_without_digests_rejected(private_export):
     manifest = atomic.read_json(private_export / "manifest.json")
     del manifest["files"]
     atomic.write_json(private_export / "manifest.json", manifest)
