@@ -23,6 +23,7 @@ from torch import nn
 from torchrec import EmbeddingCollection, EmbeddingConfig, KeyedJaggedTensor
 
 from recsys_peft.adapters.lora import LoRAConfig, SegmentEmbeddingAdapter, SegmentLoRALinear, restrict_to_targets
+from recsys_peft.models.attention import sparse_causal_attention
 from recsys_peft.models.two_tower import ItemTags, UserBatch
 
 PAD = -1
@@ -43,6 +44,12 @@ class SASRecConfig:
     attention_dropout: float = 0.5
     loss: str = "full_softmax"       # or "sampled_softmax" for large catalogues
     num_negatives: int = 256         # sampled softmax only
+    # "dense" attends to every earlier position. "sparse" attends to the last attention_window
+    # positions and to every attention_stride-th position counting back from the most recent
+    # (0: none), so attention memory grows with L * (window + L / stride) instead of L * L.
+    attention: str = "dense"
+    attention_window: int = 64
+    attention_stride: int = 64
 
     def __post_init__(self) -> None:
         if self.num_items < 1 or self.max_length < 1 or self.num_layers < 1:
@@ -56,6 +63,13 @@ class SASRecConfig:
             )
         if self.loss not in ("full_softmax", "sampled_softmax"):
             raise ValueError(f"SASRecConfig.loss must be 'full_softmax' or 'sampled_softmax', got {self.loss!r}")
+        if self.attention not in ("dense", "sparse"):
+            raise ValueError(f"SASRecConfig.attention must be 'dense' or 'sparse', got {self.attention!r}")
+        if self.attention_window < 1 or self.attention_stride < 0:
+            raise ValueError(
+                f"SASRecConfig needs attention_window >= 1 and attention_stride >= 0, got "
+                f"attention_window={self.attention_window}, attention_stride={self.attention_stride}"
+            )
 
     @property
     def history_length(self) -> int:
@@ -79,8 +93,12 @@ class CausalSelfAttention(nn.Module):
         self.value = SegmentLoRALinear(nn.Linear(dim, dim), num_segments, lora)
         self.output = SegmentLoRALinear(nn.Linear(dim, dim), num_segments, lora)
         self.attention_dropout = config.attention_dropout
+        self.sparse = config.attention == "sparse"
+        self.window = config.attention_window
+        self.stride = config.attention_stride
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+        """``mask`` is the (B, 1, L, L) dense attention mask, or the (B, L) key validity when sparse."""
         batch, length, dim = x.shape
         heads = self.num_heads
 
@@ -89,7 +107,10 @@ class CausalSelfAttention(nn.Module):
 
         q, k, v = (split(layer(x, segments)) for layer in (self.query, self.key, self.value))
         dropout = self.attention_dropout if self.training else 0.0
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        if self.sparse:
+            attended = sparse_causal_attention(q, k, v, mask, self.window, self.stride, dropout)
+        else:
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         attended = attended.transpose(1, 2).reshape(batch, length, dim)        # (B, L, D)
         return self.output(attended, segments)
 
@@ -169,6 +190,11 @@ class SASRecModel(nn.Module):
         offset = self.config.max_length - length
         x = x * math.sqrt(self.config.embedding_dim) + self.positions.weight[offset:].unsqueeze(0)
         x = self.input_dropout(x) * valid.unsqueeze(-1)
+
+        if self.config.attention == "sparse":
+            for block in self.blocks:
+                x = block(x, valid, segments) * valid.unsqueeze(-1)
+            return self.final_norm(x)
 
         # Causal attention over real keys; every query may see itself so no row is all masked.
         causal = torch.tril(torch.ones(length, length, dtype=torch.bool))

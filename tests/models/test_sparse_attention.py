@@ -1,0 +1,90 @@
+"""Sparse causal attention: the blocked computation against the dense pattern it stands for."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recsys_peft.models.attention import sparse_causal_attention, sparse_pattern
+from recsys_peft.models.sasrec import PAD, SASRecConfig, SASRecModel
+
+
+def _inputs(batch: int, heads: int, length: int, dim: int, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(batch, heads, length, dim, generator=generator) for _ in range(3))
+    # Left padding of different lengths per row, as SASRec feeds it.
+    real = torch.tensor([length, length - 3, 1, length // 2][:batch])
+    valid = torch.arange(length).unsqueeze(0) >= (length - real).unsqueeze(1)          # (B, L)
+    return q, k, v, valid
+
+
+def _masked_dense(q, k, v, valid, pattern):
+    length = q.shape[2]
+    mask = (pattern.unsqueeze(0) & valid.unsqueeze(1)) | torch.eye(length, dtype=torch.bool)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask.unsqueeze(1))
+
+
+@pytest.mark.parametrize("length,window", [(7, 7), (7, 20), (16, 16), (1, 4)])
+def test_whole_sequence_window_equals_dense(length, window):
+    q, k, v, valid = _inputs(4, 2, length, 8)
+    causal = torch.tril(torch.ones(length, length, dtype=torch.bool))
+    dense = _masked_dense(q, k, v, valid, causal)
+    sparse = sparse_causal_attention(q, k, v, valid, window=window, stride=3)
+    torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("length,window,stride", [(23, 4, 4), (23, 5, 3), (32, 8, 0), (10, 3, 1), (9, 2, 7)])
+def test_blocked_matches_pattern(length, window, stride):
+    q, k, v, valid = _inputs(4, 2, length, 8, seed=1)
+    expected = _masked_dense(q, k, v, valid, sparse_pattern(length, window, stride))
+    actual = sparse_causal_attention(q, k, v, valid, window=window, stride=stride)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_pattern_keeps_window_and_strides():
+    pattern = sparse_pattern(10, window=2, stride=4)
+    # The last query sees itself, the one before it, and positions 9 - 4 = 5 and 9 - 8 = 1.
+    assert torch.nonzero(pattern[9]).flatten().tolist() == [1, 5, 8, 9]
+    assert torch.nonzero(pattern[4]).flatten().tolist() == [1, 3, 4]
+    assert not pattern.triu(1).any()
+
+
+def test_sasrec_sparse_whole_window_equals_dense():
+    torch.manual_seed(0)
+    dense_config = SASRecConfig(num_items=30, max_length=12, embedding_dim=16, num_heads=2, ffn_dim=32)
+    dense = SASRecModel(dense_config).eval()
+    sparse = SASRecModel(dataclasses.replace(dense_config, attention="sparse", attention_window=12,
+                                             attention_stride=5)).eval()
+    sparse.load_state_dict(dense.state_dict())
+    generator = torch.Generator().manual_seed(3)
+    sequence = torch.randint(0, 30, (5, 12), generator=generator)
+    sequence[1, :4] = PAD
+    sequence[2, :11] = PAD
+    segments = torch.full((5,), -1)
+    with torch.no_grad():
+        torch.testing.assert_close(sparse.sequence_states(sequence, segments),
+                                   dense.sequence_states(sequence, segments), rtol=1e-5, atol=1e-5)
+
+
+def test_sasrec_sparse_gradients_flow():
+    config = SASRecConfig(num_items=30, max_length=20, embedding_dim=16, num_heads=2, ffn_dim=32,
+                          attention="sparse", attention_window=4, attention_stride=4)
+    model = SASRecModel(config).train()
+    sequence = torch.randint(0, 30, (3, 20), generator=torch.Generator().manual_seed(0))
+    model.sequence_states(sequence, torch.full((3,), -1)).sum().backward()
+    query_weight = model.blocks[0].attention.query.base.weight
+    assert query_weight.grad is not None
+    assert torch.isfinite(query_weight.grad).all()
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ({"attention": "local"}, "attention must be 'dense' or 'sparse', got 'local'"),
+    ({"attention_window": 0}, "attention_window >= 1"),
+    ({"attention_stride": -1}, "attention_stride >= 0"),
+])
+def test_config_rejects_bad_attention(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        SASRecConfig(num_items=10, **overrides)
