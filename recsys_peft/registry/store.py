@@ -13,6 +13,12 @@ artifact. Promotion writes a new release file, then replaces ``CURRENT.json`` in
 ``os.replace`` on a local disk, a single object upload on object stores. Rolling back
 rewrites ``CURRENT.json`` to point at an earlier release.
 
+Promotion and rollback hold a file lock on a local registry. A promotion may name the release
+it expects to replace (``expected_current``) and the schedule slot it serves (``slot``). Under
+the lock it raises ``PromotionConflict`` when another promotion got there first, so of two
+runs for the same slot, or two runs that compared against the same release, at most one
+promotes. ``prune`` removes releases, base models and adapters that no kept release needs.
+
 An adapter belongs to the base model it was trained on. Loading it onto another weights hash
 or vocabulary raises ``BaseModelMismatch`` naming both, and a release must hold a record (an
 adapter, or the reason it has none) for every segment its base model lists.
@@ -20,6 +26,7 @@ adapter, or the reason it has none) for every segment its base model lists.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -33,6 +40,7 @@ from fsspec.implementations.local import LocalFileSystem
 from recsys_peft import atomic
 from recsys_peft.adapters.lora import LoRAConfig
 from recsys_peft.registry.artifacts import segment_slug
+from recsys_peft.registry.lock import file_lock
 from recsys_peft.registry.formats import (
     ADAPTER_METADATA, ADAPTER_WEIGHTS, MODEL_METADATA, MODEL_WEIGHTS, BaseModelMismatch, adapter_files,
     adapter_layer_names, base_model_files, base_model_from_files, check_binding, json_bytes, now,
@@ -41,10 +49,18 @@ from recsys_peft.registry.formats import (
 from recsys_peft.training.finetune import BaseModel, SegmentAdapter, stack_adapters
 
 CURRENT = "CURRENT.json"
+# Slots remembered in CURRENT.json, newest last, to reject a second promotion for the same slot.
+SLOTS_KEPT = 100
+# ``promote(expected_current=ANY)`` promotes whatever release is current.
+ANY = "<any>"
 
 
 class RegistryError(ValueError):
     """A registry request that cannot be served: a missing version, an incomplete release, no history."""
+
+
+class PromotionConflict(RegistryError):
+    """Another promotion changed the current release first, or already served this schedule slot."""
 
 
 @dataclass(frozen=True)
@@ -56,10 +72,11 @@ class Release:
     adapters: dict[str, str]
     created_at: str
     note: str = ""
+    slot: str = ""
 
     def to_dict(self) -> dict:
         return {"release_id": self.release_id, "base_id": self.base_id, "adapters": self.adapters,
-                "created_at": self.created_at, "note": self.note}
+                "created_at": self.created_at, "note": self.note, "slot": self.slot}
 
 
 @dataclass
@@ -113,6 +130,13 @@ class Registry:
         # replaces an object whole. A backend that streams into the target file is not atomic.
         self._write(path, json_bytes(payload))
 
+    def _promotion_lock(self) -> contextlib.AbstractContextManager:
+        if isinstance(self.fs, LocalFileSystem):
+            return file_lock(self.root)
+        # NOTE: remote file systems get no lock, so two processes can still both pass the
+        # expected_current check there. Run promotions under one Prefect concurrency limit instead.
+        return contextlib.nullcontext()
+
     # Base models.
 
     def publish_base(self, model: torch.nn.Module, segments: Sequence[str], metadata: dict) -> str:
@@ -147,22 +171,30 @@ class Registry:
     # Adapters.
 
     def publish_adapter(self, adapter: SegmentAdapter, base_id: str, lora: LoRAConfig, layers: Sequence[str] = (),
-                        metrics: Mapping[str, float] | None = None) -> str:
+                        metrics: Mapping[str, float] | None = None, version: str | None = None,
+                        extra: Mapping[str, object] | None = None) -> str:
         """Store one segment's adapter, or the record of why it has none, and return its version.
 
         The vocabulary and data snapshot come from the base model's metadata. ``layers`` names
-        the adapted layers when the adapter has no weights to read them from.
+        the adapted layers when the adapter has no weights to read them from. A caller that
+        passes its own ``version`` (a deterministic key) can publish again after a retry: when
+        that version exists already, nothing is written. ``extra`` is stored in the metadata.
         """
         base = self.base_meta(base_id)
         if adapter.segment not in base["segments"]:
             raise RegistryError(f"segment {adapter.segment!r} is not a segment of base model {base_id}; "
                                 f"its segments are {base['segments']}")
         names = adapter_layer_names(adapter.state) if adapter.state is not None else sorted(layers)
-        extra = {"base_model_id": base_id, "metrics_extra": dict(metrics or {})}
+        fields = {**dict(extra or {}), "base_model_id": base_id, "metrics_extra": dict(metrics or {})}
         files = adapter_files(adapter, lora, base["weights_hash"], base.get("vocabulary_version", ""),
-                              base.get("training_data_snapshot", ""), names, extra)
-        version = f"{now().replace(':', '').replace('-', '').split('.')[0]}-{uuid.uuid4().hex[:8]}"
+                              base.get("training_data_snapshot", ""), names, fields)
+        if version is None:
+            version = f"{now().replace(':', '').replace('-', '').split('.')[0]}-{uuid.uuid4().hex[:8]}"
+        elif not version or "/" in version or version.startswith("."):
+            raise RegistryError(f"adapter version must be a plain folder name, got {version!r}")
         folder = ("adapters", base_id, segment_slug(adapter.segment_index, adapter.segment), version)
+        if self.fs.exists(self._path(*folder, ADAPTER_METADATA)):
+            return version
         if ADAPTER_WEIGHTS in files:
             self._write(self._path(*folder, ADAPTER_WEIGHTS), files[ADAPTER_WEIGHTS])
         self._write(self._path(*folder, ADAPTER_METADATA), files[ADAPTER_METADATA])
@@ -239,15 +271,34 @@ class Registry:
             meta = self.adapter_meta(base_id, segment, version)
             check_binding(meta, base["weights_hash"], base.get("vocabulary_version", ""), f"{segment}@{version}")
 
-    def promote(self, base_id: str, adapters: Mapping[str, str], note: str = "") -> Release:
-        """Promote a base model together with one adapter version per segment, atomically."""
+    def promote(self, base_id: str, adapters: Mapping[str, str], note: str = "",
+                expected_current: str | None = ANY, slot: str = "") -> Release:
+        """Promote a base model together with one adapter version per segment, atomically.
+
+        ``expected_current`` is the release the caller compared against (None: none was
+        current). ``slot`` names the schedule slot of the run, e.g. ``retrain/2026-12-06T03:00``.
+        Raises ``PromotionConflict`` when the current release is not the expected one, or
+        when a release was already promoted for ``slot``.
+        """
         self._validate_release(base_id, adapters)
-        release = Release(f"{now().replace(':', '').replace('-', '').split('.')[0]}-{uuid.uuid4().hex[:8]}",
-                          base_id, dict(sorted(adapters.items())), now(), note)
-        self._write(self._path("releases", f"{release.release_id}.json"), json_bytes(release.to_dict()))
-        pointer = self._current_pointer()
-        history = ([pointer["release_id"]] if pointer["release_id"] else []) + list(pointer["history"])
-        self._replace_current({"release_id": release.release_id, "history": history, "updated_at": now()})
+        with self._promotion_lock():
+            pointer = self._current_pointer()
+            if expected_current != ANY and pointer["release_id"] != expected_current:
+                raise PromotionConflict(
+                    f"release {pointer['release_id']} was promoted since this run compared against "
+                    f"{expected_current}; evaluate against the new current release before promoting")
+            slots = dict(pointer.get("slots", {}))
+            if slot and slot in slots:
+                raise PromotionConflict(f"slot {slot!r} was already promoted by release {slots[slot]}")
+            release = Release(f"{now().replace(':', '').replace('-', '').split('.')[0]}-{uuid.uuid4().hex[:8]}",
+                              base_id, dict(sorted(adapters.items())), now(), note, slot)
+            self._write(self._path("releases", f"{release.release_id}.json"), json_bytes(release.to_dict()))
+            history = ([pointer["release_id"]] if pointer["release_id"] else []) + list(pointer["history"])
+            if slot:
+                slots[slot] = release.release_id
+            slots = dict(list(slots.items())[-SLOTS_KEPT:])
+            self._replace_current({"release_id": release.release_id, "history": history, "slots": slots,
+                                   "updated_at": now()})
         return release
 
     def promote_latest(self, base_id: str, note: str = "") -> Release:
@@ -266,25 +317,82 @@ class Registry:
         current = self.current()
         if current is None:
             raise RegistryError(f"registry {self.url} has no promoted release; promote a base model first")
-        return self.promote(current.base_id, {**current.adapters, segment: version}, note)
+        return self.promote(current.base_id, {**current.adapters, segment: version}, note,
+                            expected_current=current.release_id)
 
     def rollback(self, steps: int = 1) -> Release:
         """Make the release promoted ``steps`` promotions before the current one current again."""
         if steps < 1:
             raise RegistryError(f"rollback steps must be at least 1, got {steps}")
-        pointer = self._current_pointer()
-        if len(pointer["history"]) < steps:
-            raise RegistryError(f"cannot roll back {steps} release(s): registry {self.url} has "
-                                f"{len(pointer['history'])} earlier release(s)")
-        target = pointer["history"][steps - 1]
-        self._replace_current({"release_id": target, "history": pointer["history"][steps:], "updated_at": now()})
+        with self._promotion_lock():
+            pointer = self._current_pointer()
+            if len(pointer["history"]) < steps:
+                raise RegistryError(f"cannot roll back {steps} release(s): registry {self.url} has "
+                                    f"{len(pointer['history'])} earlier release(s)")
+            target = pointer["history"][steps - 1]
+            self._replace_current({"release_id": target, "history": pointer["history"][steps:],
+                                   "slots": pointer.get("slots", {}), "updated_at": now()})
         return self.release(target)
+
+    def prune(self, keep_releases: int) -> dict[str, list[str]]:
+        """Remove what the newest ``keep_releases`` promoted releases do not need; return what went.
+
+        The current release and the ``keep_releases - 1`` promoted before it stay, and rollback
+        can reach only those afterwards. Releases promoted earlier go. Releases, base models
+        and adapter versions that no kept release uses go only when they are older than the
+        oldest kept release, so a candidate that a running job just published stays.
+        """
+        if keep_releases < 1:
+            raise RegistryError(f"keep_releases must be at least 1, got {keep_releases}")
+        removed: dict[str, list[str]] = {"releases": [], "bases": [], "adapters": []}
+        with self._promotion_lock():
+            pointer = self._current_pointer()
+            promoted = ([pointer["release_id"]] if pointer["release_id"] else []) + list(pointer["history"])
+            kept = promoted[:keep_releases]
+            if not kept:
+                return removed
+            cutoff = min(self.release(r).created_at for r in kept)
+            releases = {r: self.release(r) for r in self.list_releases()}
+            stale = [r for r, release in releases.items()
+                     if r not in kept and (r in promoted or release.created_at < cutoff)]
+            self._replace_current({**pointer, "history": kept[1:], "updated_at": now()})
+            for release_id in stale:
+                self.fs.rm(self._path("releases", f"{release_id}.json"))
+                removed["releases"].append(release_id)
+
+            used = [release for r, release in releases.items() if r not in stale]
+            used_bases = {release.base_id for release in used}
+            used_adapters = {(release.base_id, segment, version) for release in used
+                             for segment, version in release.adapters.items()}
+            for base_id in self.list_bases():
+                meta = self.base_meta(base_id)
+                if base_id not in used_bases and meta["created_at"] < cutoff:
+                    for folder in (("bases", base_id), ("adapters", base_id)):
+                        if self.fs.exists(self._path(*folder)):
+                            self.fs.rm(self._path(*folder), recursive=True)
+                    removed["bases"].append(base_id)
+                    continue
+                for segment in meta["segments"]:
+                    for version in self.list_adapters(base_id, segment):
+                        created = self.adapter_meta(base_id, segment, version)["created_at"]
+                        if (base_id, segment, version) not in used_adapters and created < cutoff:
+                            self.fs.rm(self._path(*self._adapter_folder(base_id, segment), version), recursive=True)
+                            removed["adapters"].append(f"{base_id}/{segment}/{version}")
+        return removed
 
     def load_release(self, release_id: str | None = None) -> LoadedRelease:
         """Load a release (the current one by default): base model, adapters and stacked model."""
         release = self.release(release_id) if release_id else self.current()
         if release is None:
             raise RegistryError(f"registry {self.url} has no promoted release")
+        return self._load(release)
+
+    def load_candidate(self, base_id: str, adapters: Mapping[str, str]) -> LoadedRelease:
+        """Load a base model with one adapter version per segment that no release names yet."""
+        self._validate_release(base_id, adapters)
+        return self._load(Release("<candidate>", base_id, dict(sorted(adapters.items())), now()))
+
+    def _load(self, release: Release) -> LoadedRelease:
         base, meta = self.load_base(release.base_id)
         adapters = [self.load_adapter(release.base_id, segment, version, meta["weights_hash"],
                                       meta.get("vocabulary_version", ""))
@@ -308,4 +416,5 @@ def _stacking_config(metas: list[dict]) -> LoRAConfig:
                       target_modules=tuple(first["target_modules"]) if first.get("target_modules") else None)
 
 
-__all__ = ["BaseModelMismatch", "LoadedRelease", "Registry", "RegistryError", "Release", "base_id_of"]
+__all__ = ["ANY", "BaseModelMismatch", "LoadedRelease", "PromotionConflict", "Registry", "RegistryError", "Release",
+           "base_id_of"]
