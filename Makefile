@@ -11,7 +11,7 @@ SEED ?= 0
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_LOGGING_LEVEL ?= INFO
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench clean chromium
 
 install: $(STAMP)
 
@@ -30,8 +30,15 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(PY) -m flows.pipeline --model $(MODEL) --seed $(SEED)
 
-test: $(STAMP)
+# The report test renders the HTML report in headless Chromium (Debian's chromium package).
+test: $(STAMP) chromium
 	$(PY) -m pytest
+
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
+	  || echo "warning: could not install chromium; the report's browser tests will be skipped" >&2; }
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not integration"
