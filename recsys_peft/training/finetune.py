@@ -29,6 +29,9 @@ from recsys_peft.evaluation.ranking import rank_targets
 from recsys_peft.models.sasrec import SASRecModel
 from recsys_peft.models.two_tower import TwoTowerModel
 from recsys_peft.segments import Routing, route_users
+from recsys_peft.training.freezing import (
+    FinetuneMethod, freeze_except, frozen_checksums_except, trainable_names, tuned_state,
+)
 from recsys_peft.training.losses import in_batch_softmax_loss, item_log_q
 from recsys_peft.training.loop import FitResult, TrainConfig, fit_loss
 from recsys_peft.training.objectives import BatchLoss, objective
@@ -50,8 +53,11 @@ class FinetuneConfig:
     # An adapter is kept only when a paired bootstrap over the segment's validation users finds
     # it better than the base model in at least this fraction of resamples. 0.5 keeps any mean gain.
     keep_confidence: float = 0.8
+    # "lora", "top_layers:N" or "bias_norm"; see ``training.freezing``. Only LoRA uses ``lora``.
+    method: str = "lora"
 
     def __post_init__(self) -> None:
+        FinetuneMethod.parse(self.method)
         if self.min_users < 1:
             raise ValueError(f"FinetuneConfig.min_users must be at least 1, got {self.min_users}")
         if not 0.0 <= self.keep_confidence < 1.0:
@@ -77,6 +83,8 @@ class SegmentAdapter:
     history: list[dict] = field(default_factory=list)
     rank: int | None = None      # None: the rank of the config it is stacked with
     alpha: float | None = None   # None: the alpha of the config it is stacked with
+    # "lora": ``state`` holds adapter weights. Otherwise ``state`` holds the tuned base tensors.
+    method: str = "lora"
 
     @property
     def used(self) -> bool:
@@ -192,22 +200,30 @@ def _two_tower_adapter_objective(model: TwoTowerModel, snapshot: DataSnapshot, u
 
 
 def train_adapter(base: BaseModel, snapshot: DataSnapshot, users_mask: np.ndarray, lora: LoRAConfig,
-                  train: TrainConfig, seed: int, on_epoch: Callable[[dict], None] | None = None) -> TrainedAdapter:
+                  train: TrainConfig, seed: int, on_epoch: Callable[[dict], None] | None = None,
+                  method: FinetuneMethod | None = None) -> TrainedAdapter:
     """Train one adapter slot on the users of ``users_mask``, with every other weight frozen.
 
-    Item vectors are computed once, because the item side is frozen, and early stopping uses
-    the validation targets of the same users. Raises FrozenWeightsChanged when any frozen
-    parameter differs, bit for bit, after training.
+    With a freezing ``method`` (top_layers or bias_norm) the model has no adapter slot, and the
+    base parameters that the method selects train instead. Item vectors are computed once,
+    because the item side is frozen, and early stopping uses the validation targets of the same
+    users. Raises FrozenWeightsChanged when any frozen parameter differs, bit for bit, after training.
     """
     torch.manual_seed(seed)
-    slots = np.where(users_mask, ADAPTER_SLOT, -1).astype(np.int64)
-    model = with_adapters(base, 1, lora)
+    tunes_base = method is not None and not method.is_lora
+    slots = np.where(users_mask, -1 if tunes_base else ADAPTER_SLOT, -1).astype(np.int64)
+    model = with_adapters(base, 0 if tunes_base else 1, lora)
     model.eval()
     item_vectors = model.all_item_embeddings(snapshot.features.item_tags)
     base_values = validation_values(model, snapshot, users_mask, slots, item_vectors)
 
-    trainable = freeze_all_but_adapters(model)
-    frozen_before = frozen_checksums(model)
+    names = trainable_names(model, method) if tunes_base else []
+    trainable = freeze_except(model, names) if tunes_base else freeze_all_but_adapters(model)
+
+    def frozen_checksums_now() -> dict[str, str]:
+        return frozen_checksums_except(model, names) if tunes_base else frozen_checksums(model)
+
+    frozen_before = frozen_checksums_now()
     if isinstance(model, TwoTowerModel):
         num_examples, batch_loss = _two_tower_adapter_objective(model, snapshot, users_mask, slots, item_vectors)
     else:
@@ -215,7 +231,7 @@ def train_adapter(base: BaseModel, snapshot: DataSnapshot, users_mask: np.ndarra
     result = fit_loss(model, trainable, num_examples, batch_loss,
                       lambda: _mean(validation_values(model, snapshot, users_mask, slots, item_vectors)),
                       train, on_epoch)
-    assert_unchanged(frozen_before, frozen_checksums(model))
+    assert_unchanged(frozen_before, frozen_checksums_now())
     tuned_values = validation_values(model, snapshot, users_mask, slots, item_vectors)
     return TrainedAdapter(model, result, _mean(base_values), sum(p.numel() for p in trainable),
                           base_values, tuned_values)
@@ -240,7 +256,8 @@ def finetune_segment(
     users = int(in_segment.sum())
     training = in_segment if train_users is None else in_segment & train_users
     positions = _in_segment_positions(snapshot, training)
-    rank = config.lora.rank_for(users)
+    method = FinetuneMethod.parse(config.method)
+    rank = config.lora.rank_for(users) if method.is_lora else None
 
     if users < config.min_users or int(training.sum()) < 1 or len(positions) < 2:
         slots = np.where(in_segment, ADAPTER_SLOT, -1).astype(np.int64)
@@ -250,21 +267,28 @@ def finetune_segment(
         reason = (f"below min_users={config.min_users}" if users < config.min_users
                   else f"too little training data: {len(positions)} events")
         return SegmentAdapter(name, segment_index, users, len(positions), base_score, base_score, None, reason,
-                              rank=rank, alpha=config.lora.alpha)
+                              rank=rank, alpha=config.lora.alpha, method=config.method)
 
-    trained = train_adapter(base, snapshot, training, config.lora.with_rank(rank), config.train,
-                            seed=config.train.seed + segment_index, on_epoch=on_epoch)
+    lora = config.lora.with_rank(rank) if method.is_lora else config.lora
+    trained = train_adapter(base, snapshot, training, lora, config.train,
+                            seed=config.train.seed + segment_index, on_epoch=on_epoch, method=method)
     result = trained.result
     improved = beats_base(trained.base_values, trained.tuned_values, config.keep_confidence, config.train.seed)
+    if not improved:
+        state = None
+    elif method.is_lora:
+        state = adapter_state(trained.model, ADAPTER_SLOT)
+    else:
+        state = tuned_state(trained.model, trainable_names(trained.model, method))
     return SegmentAdapter(
         segment=name, segment_index=segment_index, users=users, train_examples=len(positions),
         base_valid_ndcg=trained.base_valid_ndcg, valid_ndcg=result.best_score,
-        state=adapter_state(trained.model, ADAPTER_SLOT) if improved else None,
+        state=state,
         reason=("beats base on validation" if improved else
                 f"not better than base on validation at confidence {config.keep_confidence}: falls back"),
         best_epoch=result.best_epoch, seconds=result.seconds, steps=result.steps,
         trainable_parameters=trained.trainable_parameters, history=result.history,
-        rank=rank, alpha=config.lora.alpha,
+        rank=rank, alpha=config.lora.alpha, method=config.method,
     )
 
 
@@ -319,6 +343,10 @@ def stack_adapters(base: BaseModel, adapters: Sequence[SegmentAdapter], num_segm
     The model has rank ``lora.r``. An adapter of lower rank is padded with zeros, and its ``B``
     is rescaled so that each segment keeps the alpha / r it was trained with.
     """
+    tuned = sorted(a.segment for a in adapters if a.state is not None and a.method != "lora")
+    if tuned:
+        raise ValueError(f"segments {tuned} were tuned by layer freezing, not LoRA, so they cannot be stacked; "
+                         f"score each with training.freezing.apply_tuned(base, adapter.state)")
     model = with_adapters(base, num_segments, lora)
     for adapter in adapters:
         if adapter.state is not None:
