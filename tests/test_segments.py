@@ -321,3 +321,11 @@ def test_segments_spec_level_errors(tmp_path, text, message):
 
     with pytest.raises(ValueError, match=message):
         load_segment_spec(path)
+
+
+def test_segment_spec_yaml_syntax_error_names_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\nlevels: [a\n", encoding="utf-8")
+
+    with pytest.raises(ValueError, match=r"segment spec .*broken\.yaml: invalid YAML"):
+        load_segment_spec(path)

@@ -163,9 +163,10 @@ def _iter_delimited(path: Path, fmt: str, layout: FileLayout, delimiter: str) ->
     read_options = pacsv.ReadOptions(column_names=names, skip_rows=skip, block_size=BLOCK_BYTES,
                                      encoding=layout.encoding)
     # Quoting is on for commas only: MovieLens titles in tab- and pipe-separated files contain
-    # bare quotes. NOTE: pyarrow skips blank lines and reads a quoted field that spans lines as
-    # one row, so source_line is too small by one for each blank or continuation line above a row.
-    parse_options = pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if delimiter == "," else False)
+    # bare quotes. A blank line stays a row (of nulls, so validation quarantines it) to keep
+    # source_line equal to the line number. A quoted value that spans lines fails to parse.
+    parse_options = pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if delimiter == "," else False,
+                                       ignore_empty_lines=False)
     if names is None:
         try:
             header = pacsv.open_csv(path, read_options=read_options, parse_options=parse_options).schema.names
@@ -175,8 +176,9 @@ def _iter_delimited(path: Path, fmt: str, layout: FileLayout, delimiter: str) ->
             raise
     else:
         header = names
+    # Only an empty field is missing: ids such as "NA", "null" or "nan" are kept as strings.
     convert_options = pacsv.ConvertOptions(column_types={name: pa.string() for name in header}, strings_can_be_null=True,
-                                           quoted_strings_can_be_null=False)
+                                           quoted_strings_can_be_null=False, null_values=[""])
     reader = pacsv.open_csv(path, read_options, parse_options, convert_options)
     first_line = 1 if names is not None and skip == 0 else 2
     emitted = False

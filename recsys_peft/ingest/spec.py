@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
+from recsys_peft.yaml_file import read_yaml
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "recbole")
 TIMESTAMP_UNITS = ("s", "ms", "us", "ns", "iso")
@@ -222,8 +222,8 @@ def load_source_spec(path: str | Path) -> SourceSpec:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"source spec not found: {path}")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     where = f"source spec {path}"
+    raw = read_yaml(path, where)
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: expected a mapping at the top level")
     _check_keys("the top level", raw, _TOP_KEYS, where)

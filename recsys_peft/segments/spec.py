@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from recsys_peft.yaml_file import read_yaml
 
 SOURCES = ("attributes", "log_column", "table")
 LOG_RULES = ("latest", "most_frequent")
@@ -125,8 +125,8 @@ def load_segment_spec(path: str | Path) -> SegmentSpec:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"segment spec not found: {path}")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     where = f"segment spec {path}"
+    raw = read_yaml(path, where)
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: expected a mapping at the top level, got {type(raw).__name__}")
     unknown = sorted(set(raw) - _TOP_KEYS)

@@ -160,3 +160,14 @@ def test_quarantine_numeric_units(raw_dir, tmp_path, make_spec, now, unit, raw, 
 
     events = read_interactions(store)
     assert events.column("timestamp").cast("int64").to_pylist() == [micros]
+
+
+def test_quarantine_lines_after_blank_lines(raw_dir, tmp_path, make_spec, now):
+    (raw_dir / "events.csv").write_text("user,item,ts,rating\nu1,a,100,1\n\nu2,b,200,2\n\nu3,c,abc,3\n", encoding="utf-8")
+    store = tmp_path / "store"
+
+    summary = ingest_source(make_spec(), raw_dir, store, max_bad_fraction=0.9, now=now)
+
+    rows = [(r["source_line"], r["reason"]) for r in read_quarantine(store).to_pylist()]
+    assert rows == [(3, "missing user_id"), (5, "missing user_id"), (6, "unparsable timestamp (unit s)")]
+    assert summary.rows_written == 2

@@ -197,3 +197,23 @@ def test_strip_strings_blank_to_null():
 
     assert stripped.column("user").to_pylist() == ["a", None, None, "b"]
     assert stripped.column("other").to_pylist() == [" x ", " ", "y", "z"]
+
+
+def test_read_csv_blank_lines_keep_numbers(tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_text("user,item,ts\nu1,a,100\n\nu2,b,200\n\n\nu3,c,300\n", encoding="utf-8")
+
+    table = read_raw_table(path, "csv")
+
+    assert table.column("user").to_pylist() == ["u1", None, "u2", None, None, "u3"]
+    assert table.column(SOURCE_LINE).to_pylist() == [2, 3, 4, 5, 6, 7]
+
+
+def test_read_csv_na_like_ids_are_values(tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_text("user,item,ts\nNA,null,100\nnan,N/A,200\n,x,300\n", encoding="utf-8")
+
+    table = read_raw_table(path, "csv")
+
+    assert table.column("user").to_pylist() == ["NA", "nan", None]
+    assert table.column("item").to_pylist() == ["null", "N/A", "x"]
