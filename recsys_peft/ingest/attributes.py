@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 
 from recsys_peft.ingest.readers import SOURCE_LINE, read_raw_table, strip_strings
 from recsys_peft.ingest.spec import AttributeSource, SourceSpec
+from recsys_peft.ingest.validate import normalize_int_ids
 from recsys_peft.ingest.vocab import Vocabulary
 
 
@@ -38,6 +39,15 @@ def read_attributes(source: AttributeSource, path: Path, spec: SourceSpec) -> pa
     null_ids = result.column("id").null_count
     if null_ids:
         raise ValueError(f"{path}: column {source.id!r} has {null_ids} empty id(s)")
+    if spec.id_type == "int":
+        # The same canonical form as the interactions' ids, so "007" here finds user 7 there.
+        ids, not_int = normalize_int_ids(result.column("id"))
+        if not_int.any():
+            row = int(np.flatnonzero(not_int)[0])
+            raise ValueError(f"{path}: line {table.column(SOURCE_LINE)[row].as_py()}, column {source.id!r}: "
+                             f"id {result.column('id')[row].as_py()!r} is not an integer, but the source spec "
+                             f"sets id_type int")
+        result = result.set_column(0, "id", ids)
     # A repeated id is kept at its first row rather than failing the run.
     first = pc.index_in(result.column("id"), value_set=pc.unique(result.column("id")))
     unique_rows = np.unique(first.to_numpy(zero_copy_only=False), return_index=True)[1]

@@ -166,7 +166,7 @@ def _parse_iso(values: pa.ChunkedArray, tz: str) -> tuple[np.ndarray, np.ndarray
     return micros, ok
 
 
-def _normalize_int_ids(values: pa.ChunkedArray) -> tuple[pa.ChunkedArray, np.ndarray]:
+def normalize_int_ids(values: pa.ChunkedArray) -> tuple[pa.ChunkedArray, np.ndarray]:
     """Rewrite integer ids in canonical form ("007", "+7" and "7.0" become "7").
 
     Returns the rewritten ids and a mask of values that are not integers in the int64 range.
@@ -202,7 +202,7 @@ def validate_interactions(
         flags.flag(_mask(ids[name].is_null()), name, f"missing {name}")
     if spec.id_type == "int":
         for name in ("user_id", "item_id"):
-            ids[name], not_int = _normalize_int_ids(ids[name])
+            ids[name], not_int = normalize_int_ids(ids[name])
             flags.flag(not_int, name, f"{name} is not an integer (id_type int)")
 
     raw_ts = table.column("timestamp")

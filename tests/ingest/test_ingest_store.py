@@ -1,5 +1,6 @@
 """The written store: dedup rules, id vocabulary, schema, date partitions and repeatability."""
 
+import dataclasses
 import hashlib
 import json
 
@@ -193,3 +194,26 @@ def test_store_run_manifest(raw_dir, tmp_path, make_spec, now):
     assert run["schema_version"] == SCHEMA_VERSION
     assert run["quarantine"] is None
     assert run["vocabulary_version"] == summary.vocabulary_version
+
+
+def test_store_int_ids_in_attribute_file(raw_dir, tmp_path, make_spec, now):
+    (raw_dir / "events.csv").write_text("user,item,ts,rating\n7,1,100,1\n12,1,200,1\n", encoding="utf-8")
+    (raw_dir / "users.csv").write_text("user,age\n007,40\n12.0,30\n", encoding="utf-8")
+    spec = dataclasses.replace(make_spec(users=AttributeSource("users.csv", "user", {"age": "age"})), id_type="int")
+
+    ingest_source(spec, raw_dir, tmp_path / "store", now=now)
+
+    attributes = pq.read_table(tmp_path / "store" / "users.parquet")
+    assert attributes.column("user_id").to_pylist() == ["7", "12"]
+    assert attributes.column("age").to_pylist() == ["40", "30"]
+
+
+def test_store_non_int_attribute_id_rejected(raw_dir, tmp_path, make_spec, now):
+    (raw_dir / "events.csv").write_text("user,item,ts,rating\n7,1,100,1\n", encoding="utf-8")
+    (raw_dir / "users.csv").write_text("user,age\n7,40\nseven,30\n", encoding="utf-8")
+    spec = dataclasses.replace(make_spec(users=AttributeSource("users.csv", "user", {"age": "age"})), id_type="int")
+
+    with pytest.raises(ValueError, match=r"users\.csv: line 3, column 'user': id 'seven' is not an integer"):
+        ingest_source(spec, raw_dir, tmp_path / "store", now=now)
+
+    assert not (tmp_path / "store" / "users.parquet").exists()
