@@ -7,14 +7,13 @@ the model family, so a typo fails in a second rather than after ingest or pretra
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import typing
 from pathlib import Path
 
 import yaml
 
 from recsys_peft.config import PipelineConfig
-from recsys_peft.config_file import ConfigError
+from recsys_peft.config_file import ConfigError, nearest_key
 from recsys_peft.models.sasrec import SASRecConfig
 from recsys_peft.models.two_tower import TwoTowerConfig
 
@@ -33,8 +32,8 @@ def check_model_overrides(model: str, overrides: dict[str, object]) -> None:
         if key in DATA_SIZED_FIELDS:
             raise ConfigError(f"model_overrides.{key}: {key} is sized from the data and cannot be set")
         if key not in settable:
-            nearest = difflib.get_close_matches(str(key), settable, n=1, cutoff=0.5)
-            hint = f"; did you mean model_overrides.{nearest[0]}?" if nearest else \
+            nearest = nearest_key(str(key), settable)
+            hint = f"; did you mean model_overrides.{nearest}?" if nearest else \
                 f"; valid keys for model {model}: {', '.join(settable)}"
             raise ConfigError(f"model_overrides.{key} is not a setting of model {model}{hint}")
     sizes = {k: v for k, v in _PLACEHOLDER_SIZES.items() if k in {f.name for f in dataclasses.fields(cls)}}

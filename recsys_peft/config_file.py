@@ -104,13 +104,24 @@ def _dataclass_in(annotation: Any) -> type | None:
     return None
 
 
+def nearest_key(key: str, names: Iterable[str]) -> str | None:
+    """Return the valid name closest to a mistyped ``key``, or None when none is close."""
+    names = list(names)
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+    if close:
+        return close[0]
+    # Short names such as LoRA's ``r`` are too short for a similarity ratio, so accept a shared prefix.
+    prefixed = [name for name in names if key.startswith(name) or name.startswith(key)]
+    return prefixed[0] if len(prefixed) == 1 else None
+
+
 def _check_keys(cls: type, data: Mapping[str, Any], prefix: str, source: str) -> None:
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         if key in names:
             continue
-        nearest = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
-        hint = f"; did you mean {prefix}{nearest[0]}?" if nearest else f"; valid keys: {', '.join(names)}"
+        nearest = nearest_key(str(key), names)
+        hint = f"; did you mean {prefix}{nearest}?" if nearest else f"; valid keys: {', '.join(names)}"
         raise ConfigError(f"{source}: unknown key {prefix}{key}{hint}")
 
 
@@ -156,8 +167,8 @@ def build(cls: type[T], data: Mapping[str, Any], source: str, prefix: str = "") 
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as error:
-        where = prefix.rstrip(".") or "top level"
-        raise ConfigError(f"{source}: invalid value in {where}: {error}") from None
+        where = f" in {prefix.rstrip('.')}" if prefix else ""
+        raise ConfigError(f"{source}: invalid value{where}: {error}") from None
 
 
 def _split_sections(cls: type, data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
