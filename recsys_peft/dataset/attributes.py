@@ -5,11 +5,13 @@ Code 0 is reserved for a missing or unknown value, so a user without attributes 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+LOGGER = logging.getLogger(__name__)
 UNKNOWN = "<unknown>"
 
 
@@ -33,6 +35,7 @@ class AttributeEncoder:
     def fit(cls, name: str, raw: Sequence[object], bins: Sequence[float] = (),
             labels: Sequence[str] = ()) -> "AttributeEncoder":
         if bins:
+            _check_numeric(name, raw)
             labels = tuple(labels) or _default_labels(bins)
             return cls(name, tuple(labels), tuple(float(b) for b in bins), tuple(labels))
         seen = sorted({str(v) for v in raw if v is not None and str(v) != ""})
@@ -72,6 +75,26 @@ class AttributeEncoder:
     def from_dict(cls, data: dict) -> "AttributeEncoder":
         return cls(data["name"], tuple(data["values"]), tuple(data.get("bins", ())),
                    tuple(data.get("labels", ())))
+
+
+def _is_number(value: object) -> bool:
+    try:
+        float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _check_numeric(name: str, raw: Sequence[object]) -> None:
+    """Raise when a binned attribute has values but none is a number; log the count of any that are not."""
+    present = [v for v in raw if v is not None and str(v) != ""]
+    bad = [v for v in present if not _is_number(v)]
+    if present and len(bad) == len(present):
+        raise ValueError(f"attribute {name!r} has bins, but none of its {len(present)} values is a number "
+                         f"(for example {bad[0]!r}); remove the bins or point them at a numeric attribute")
+    if bad:
+        LOGGER.warning("attribute=%s non_numeric_values=%d of=%d example=%r: these rows get the unknown code",
+                       name, len(bad), len(present), bad[0])
 
 
 def _default_labels(bins: Sequence[float]) -> tuple[str, ...]:

@@ -1,5 +1,7 @@
 """AttributeEncoder: numeric bands with labels, categorical values, and code 0 for unknown."""
 
+import logging
+
 import pytest
 
 from recsys_peft.dataset.attributes import AttributeEncoder
@@ -60,3 +62,16 @@ def test_encoder_dict_round_trip():
 
     assert restored == encoder
     assert restored.encode([17, 56]).tolist() == [1, 7]
+
+
+def test_bins_on_text_attribute_rejected():
+    with pytest.raises(ValueError, match=r"attribute 'occupation' has bins, but none of its 2 values is a number"):
+        AttributeEncoder.fit("occupation", ["writer", "artist", None], bins=(18.0, 25.0))
+
+
+def test_bins_count_non_numeric_values(caplog):
+    with caplog.at_level(logging.WARNING):
+        encoder = AttributeEncoder.fit("age", ["20", "thirty", "40"], bins=(25.0,))
+
+    assert encoder.labels_of(["20", "thirty", "40"]) == ["<25", None, "25+"]
+    assert "attribute=age non_numeric_values=1 of=3 example='thirty'" in caplog.text
