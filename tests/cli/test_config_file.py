@@ -96,3 +96,20 @@ def test_yaml_round_trip(tmp_path):
     again = load_config(write(tmp_path, to_yaml(config)))
 
     assert again == config
+
+
+def test_reference_lists_every_key():
+    import dataclasses
+
+    def keys(obj, prefix=""):
+        for field in dataclasses.fields(obj):
+            value = getattr(obj, field.name)
+            if dataclasses.is_dataclass(value):
+                yield from keys(value, f"{prefix}{field.name}.")
+            else:
+                yield f"{prefix}{field.name}"
+
+    reference = (ROOT / "docs" / "config.md").read_text(encoding="utf-8")
+
+    missing = [key for key in keys(PipelineConfig()) if f"| `{key}` |" not in reference]
+    assert missing == []
