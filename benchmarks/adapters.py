@@ -7,7 +7,9 @@ Every method starts from the same pretrained two-tower base model (the demo defa
 - base: the base model for every user;
 - shared: one adapter trained on every user;
 - full: a copy of the whole model (tables included) trained on each segment's users;
-- adapters: one low-rank adapter per segment, tables and item side frozen.
+- adapters: one low-rank adapter per segment, tables and item side frozen;
+- top_layers:N and bias_norm (``recsys_peft.training.freezing``): per segment, only the top N
+  layers of the user tower, or only its biases (and LayerNorms), train in a copy of the base.
 
 A shared, full or per-segment model serves its users only when it beats the base model on
 their validation targets, and the base model serves them otherwise. Protocol: leave-one-out by
@@ -58,6 +60,7 @@ from recsys_peft.training.finetune import (
     BaseModel, FinetuneConfig, beats_base, finetune_full, finetune_segment, finetune_shared, route, stack_adapters,
     with_adapters,
 )
+from recsys_peft.training.freezing import apply_tuned
 from recsys_peft.training.loop import TrainConfig
 from recsys_peft.training.pretrain import model_config, pretrain
 
@@ -76,6 +79,9 @@ ADAPTER_CONFIG = FinetuneConfig(
     min_users=5,
 )
 FULL_TRAIN = TrainConfig(epochs=30, batch_size=256, learning_rate=1e-3, patience=3)
+# Layer freezing moves base weights, so it uses the full fine-tuning rate (not tuned further).
+FREEZING_METHODS = ("top_layers:1", "top_layers:2", "bias_norm")
+FREEZING_TRAIN = FULL_TRAIN
 
 
 @dataclass
@@ -290,6 +296,29 @@ def run_full(base: BaseModel, snapshot: DataSnapshot, base_ranks: np.ndarray,
     return ranks, records, peak
 
 
+def run_freezing(base: BaseModel, snapshot: DataSnapshot, base_ranks: np.ndarray,
+                 method: str) -> tuple[np.ndarray, list[dict], float]:
+    """Tune each segment with a layer-freezing method. Its users keep the base ranks unless it is kept."""
+    config = FinetuneConfig(train=FREEZING_TRAIN, min_users=ADAPTER_CONFIG.min_users,
+                            keep_confidence=ADAPTER_CONFIG.keep_confidence, method=method)
+    ranks = base_ranks.copy()
+    test_segments = snapshot.segments.user_segments[snapshot.split.test.users]
+    base_items = base.all_item_embeddings(snapshot.features.item_tags)
+    records = []
+    with PeakMemory() as memory:
+        tuned = [finetune_segment(base, snapshot, s, config) for s in range(len(snapshot.segments.names))]
+    for index, segment in enumerate(tuned):
+        rows = np.flatnonzero(test_segments == index)
+        if segment.state is not None and len(rows):
+            ranks[rows] = test_ranks(apply_tuned(base, segment.state), snapshot, None, rows, item_vectors=base_items)
+        size = len(safetensors_bytes(segment.state)) if segment.state is not None else 0
+        records.append(run_record(segment.segment, segment.users, segment.seconds, segment.steps,
+                                  segment.best_epoch, max(len(segment.history) - 1, 0), segment.used,
+                                  segment.trainable_parameters, segment.history, segment.base_valid_ndcg,
+                                  segment.valid_ndcg, size) | {"reason": segment.reason})
+    return ranks, records, memory.peak_above_start_mb
+
+
 def run_shared(base: BaseModel, snapshot: DataSnapshot, base_ranks: np.ndarray) -> tuple[np.ndarray, dict, float]:
     with PeakMemory() as memory:
         shared = finetune_shared(base, snapshot, ADAPTER_CONFIG)
@@ -397,6 +426,12 @@ def run_spec(data: DataSet, spec: str, base: BaseModel, base_info: dict, args: a
         f"{sum(r['seconds_to_early_stop'] for r in full_records):.1f}s")
 
     ranks = {"base": base_ranks, "shared": shared_ranks, "full": full_ranks, "adapters": adapter_ranks}
+    freezing_summaries = {}
+    for method in args.freezing_methods:
+        ranks[method], records, peak = run_freezing(base, snapshot, base_ranks, method)
+        freezing_summaries[method] = method_summary(records, peak, parameters, base_bytes)
+        log(f"  {method} kept={sum(r['kept'] for r in records)}/{len(records)} "
+            f"{sum(r['seconds_to_early_stop'] for r in records):.1f}s")
     if data.truth_dir is not None:
         ranks["oracle"] = oracle_ranks(snapshot, data.truth_dir)
     result = compare(snapshot, ranks, args.seed)
@@ -404,6 +439,7 @@ def run_spec(data: DataSet, spec: str, base: BaseModel, base_info: dict, args: a
         "shared": method_summary([shared_record], shared_peak, parameters, base_bytes),
         "adapters": method_summary(adapter_records, adapter_peak, parameters, base_bytes),
         "full": method_summary(full_records, full_peak, parameters, base_bytes),
+        **freezing_summaries,
     }
     result["segment_sizes"] = snapshot.segments.sizes()
     if curve:
@@ -454,18 +490,22 @@ def check_targets(data: DataSet, result: dict, base_info: dict) -> dict:
 
 
 def print_table(name: str, spec: str, result: dict) -> None:
-    methods = [m for m in ("base", "shared", "full", "adapters", "oracle") if m in result["overall"]]
+    methods = [m for m in ("base", "shared", "full", "adapters", *FREEZING_METHODS, "oracle") if m in result["overall"]]
     log(f"\n{name} / {spec}")
-    log(f"{'segment':<16}{'users':>6}" + "".join(f"{m:>11}" for m in methods) + f"{'adapt-base [95% CI]':>28}")
+    log(f"{'segment':<16}{'users':>6}" + "".join(f"{m:>13}" for m in methods) + f"{'adapt-base [95% CI]':>28}")
     rows = [(segment, entry) for segment, entry in result["segments"].items()] + [("overall", result["overall"])]
     for label, entry in rows:
         users = entry[methods[0]]["users"]
-        cells = "".join(f"{entry[m]['ndcg@10']:>11.4f}" for m in methods)
+        cells = "".join(f"{entry[m]['ndcg@10']:>13.4f}" for m in methods)
         paired = entry["adapters"]["paired_ndcg@10_vs_base"]
         log(f"{label:<16}{users:>6}{cells}   {paired['mean_diff']:+.4f} [{paired['low']:+.4f}, {paired['high']:+.4f}]")
-    for method in ("shared", "adapters", "full"):
+    for method in ("shared", "adapters", "full", *FREEZING_METHODS):
+        if method not in result["methods"]:
+            continue
         summary = result["methods"][method]
-        log(f"{method:<9} trainable/segment={summary['trainable_parameters_per_segment_max']:>9,} "
+        ci = result["overall"][method]["ndcg@10_ci95"]
+        log(f"{method:<13} ndcg@10={result['overall'][method]['ndcg@10']:.4f} [{ci[0]:.4f}, {ci[1]:.4f}] "
+            f"trainable/segment={summary['trainable_parameters_per_segment_max']:>9,} "
             f"({summary['trainable_fraction_of_base_max']:.2%} of base) time_to_stop={summary['seconds_to_early_stop_total']:.1f}s "
             f"per_step={summary['seconds_per_step'] * 1000:.1f}ms peak_rss+={summary['peak_rss_above_start_mb']:.0f}MiB "
             f"bytes/segment={summary['bytes_on_disk_per_segment_max']:,}")
@@ -494,6 +534,8 @@ def main() -> None:
     parser.add_argument("--pretrain-epochs", type=int, default=None, help="cap on pretraining epochs (default: the demo's)")
     parser.add_argument("--generated-pretrain-epochs", type=int, default=10,
                         help="cap on pretraining epochs on generated data (default: 10)")
+    parser.add_argument("--freezing-methods", nargs="*", default=list(FREEZING_METHODS),
+                        help="layer-freezing methods to run beside the adapters (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="small generated data and a short pretraining, for a smoke run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, so that timings do not depend on how many cores are free)")
@@ -511,7 +553,8 @@ def main() -> None:
     started = time.perf_counter()
     report: dict = {"benchmark": "adapters", "machine_at_start": machine(), "arguments": vars(args),
                     "adapter_config": ADAPTER_CONFIG.lora.to_dict(), "adapter_train": ADAPTER_CONFIG.train.__dict__,
-                    "full_train": FULL_TRAIN.__dict__, "min_users": ADAPTER_CONFIG.min_users, "datasets": {}}
+                    "full_train": FULL_TRAIN.__dict__, "freezing_train": FREEZING_TRAIN.__dict__,
+                    "min_users": ADAPTER_CONFIG.min_users, "datasets": {}}
     preparers: dict[str, Callable[[], DataSet]] = {
         "movielens": lambda: prepare_movielens(work_dir),
         "generated": lambda: prepare_generated(work_dir, args.generated_users, args.generated_items,

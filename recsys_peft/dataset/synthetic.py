@@ -177,9 +177,10 @@ def generate(
     return SyntheticLog(folder, spec_path, num_users, num_items, len(rows_user))
 
 
-def _events_per_user(rng: np.random.Generator, num_interactions: int, num_users: int) -> np.ndarray:
-    """Split ``num_interactions`` over users with a heavy-tailed (log-normal) activity."""
-    activity = rng.lognormal(0.0, 1.0, size=num_users)
+def _events_per_user(rng: np.random.Generator, num_interactions: int, num_users: int,
+                     activity_spread: float = 1.0) -> np.ndarray:
+    """Split ``num_interactions`` over users with a log-normal activity of sigma ``activity_spread``."""
+    activity = rng.lognormal(0.0, activity_spread, size=num_users)
     return rng.multinomial(num_interactions, activity / activity.sum())
 
 
@@ -240,6 +241,7 @@ def generate_log(
     compress: bool = False,
     events_per_session: float = 8.0,
     users_per_chunk: int = 20_000,
+    activity_spread: float = 1.0,
 ) -> SyntheticLog:
     """Write a log of ``num_interactions`` events and its users, items, spec and truth.
 
@@ -248,6 +250,8 @@ def generate_log(
     by time within each chunk of ``users_per_chunk`` users. A user may repeat an item.
     ``truth.npz`` holds the factors of the true preference: ``log p(item | user)`` is
     ``log(genre_probs[user] @ item_given_genre)[item]``, which ``load_truth`` computes.
+    ``activity_spread`` is the sigma of the log-normal activity per user: 0 gives every user
+    about the same number of events (long sessions for all), 1 (the default) a heavy tail.
     """
     if num_interactions < 0:
         raise ValueError(f"num_interactions must be >= 0, got {num_interactions}")
@@ -263,7 +267,9 @@ def generate_log(
 
     world = _draw_world(rng, num_users, num_items)
     items_of, cdf_of = _genre_item_tables(world)
-    counts = _events_per_user(rng, num_interactions, num_users)
+    if activity_spread < 0:
+        raise ValueError(f"activity_spread must be >= 0, got {activity_spread}")
+    counts = _events_per_user(rng, num_interactions, num_users, activity_spread)
 
     name = "interactions.csv.gz" if compress else "interactions.csv"
     schema = pa.schema([("user", pa.string()), ("item", pa.string()), ("ts", pa.int64()), ("rating", pa.int8())])
