@@ -108,7 +108,9 @@ def finetune(config: PipelineConfig, snapshot: DataSnapshot, base_id: str, segme
     get_run_logger().info("finetune segment=%s version=%s kept=%s valid_ndcg@10=%.4f base_valid_ndcg@10=%.4f "
                           "reason=%r %.1fs", outcome.segment, outcome.version, outcome.kept, outcome.valid_ndcg,
                           outcome.base_valid_ndcg, outcome.reason, time.perf_counter() - started)
-    return {"segment": outcome.segment, "version": outcome.version, "kept": outcome.kept, "reason": outcome.reason}
+    # The process id shows where the task ran: this process, or one of the Dask workers.
+    return {"segment": outcome.segment, "version": outcome.version, "kept": outcome.kept, "reason": outcome.reason,
+            "pid": os.getpid()}
 
 
 @task(cache_policy=NO_CACHE)
