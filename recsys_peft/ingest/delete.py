@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from recsys_peft import atomic
 from recsys_peft.ingest.attributes import attributes_table
+from recsys_peft.ingest.lock import store_lock
 from recsys_peft.ingest.state import StoreState
 from recsys_peft.ingest.store import commit, link_tree, read_partition, recover, staging_dir, write_parquet
 from recsys_peft.ingest.vocab import vocabulary_version
@@ -44,7 +45,14 @@ def delete_users(store_dir: str | Path, user_ids: list[str],
     anything changes. The store changes in one commit, and each recommendation file is
     replaced atomically after it.
     """
-    store_dir = Path(store_dir)
+    if not (Path(store_dir) / "manifest.json").is_file():
+        raise FileNotFoundError(f"no store to delete from: {Path(store_dir) / 'manifest.json'} is missing")
+    with store_lock(store_dir):
+        return _delete_locked(Path(store_dir), user_ids, recommendation_dirs)
+
+
+def _delete_locked(store_dir: Path, user_ids: list[str],
+                   recommendation_dirs: tuple[str | Path, ...]) -> DeletionSummary:
     recover(store_dir)
     state = StoreState.load(store_dir)
     if not state.current:

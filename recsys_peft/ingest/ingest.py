@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from recsys_peft import atomic
 from recsys_peft.ingest.attributes import attributes_table, read_attributes, require_columns
+from recsys_peft.ingest.lock import DEFAULT_TIMEOUT_SECONDS, store_lock
 from recsys_peft.ingest.merge import merge_spill
 from recsys_peft.ingest.readers import SOURCE_LINE, iter_raw_batches, list_input_files, strip_strings
 from recsys_peft.ingest.spec import SourceSpec
@@ -145,13 +146,20 @@ def ingest_source(
     max_bad_fraction: float | None = None,
     now: datetime | None = None,
     rows_in_memory: int = ROWS_IN_MEMORY,
+    lock_timeout: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> IngestSummary:
     """Add the files of ``spec`` found in ``raw_dir`` to the store at ``store_dir``.
 
     ``max_bad_fraction`` overrides the spec's limit; ``now`` (default: the current time) is
-    the latest timestamp accepted. The store is created when missing.
+    the latest timestamp accepted. The store is created when missing. Runs on the same store
+    take turns (``store_lock``): a second run waits for the first and then sees its files.
     """
-    raw_dir, store_dir = Path(raw_dir), Path(store_dir)
+    with store_lock(store_dir, lock_timeout):
+        return _ingest_locked(spec, Path(raw_dir), Path(store_dir), max_bad_fraction, now, rows_in_memory)
+
+
+def _ingest_locked(spec: SourceSpec, raw_dir: Path, store_dir: Path, max_bad_fraction: float | None,
+                   now: datetime | None, rows_in_memory: int) -> IngestSummary:
     now = now or datetime.now(timezone.utc)
     limit = spec.max_bad_fraction if max_bad_fraction is None else max_bad_fraction
     started_at = datetime.now(timezone.utc)

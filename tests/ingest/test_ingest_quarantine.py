@@ -95,7 +95,7 @@ def test_quarantine_too_many_bad_rows(raw_dir, tmp_path, make_spec, now):
         ingest_source(make_spec(), raw_dir, store, max_bad_fraction=0.25, now=now)
 
     assert not store.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".store.lock") == ["raw"]
 
 
 def test_quarantine_fraction_at_limit_passes(raw_dir, tmp_path, make_spec, now):
