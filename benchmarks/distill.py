@@ -1,10 +1,11 @@
 """Does a distilled student keep the teacher's quality at a fraction of its scoring cost?
 
-For each data set and teacher-student pair, trains the teacher, distils it into the student
-(``recsys_peft.distillation``: softened listwise KL over the teacher's top-K plus the true next
-items), exports both, and batch-scores every user with each export (``scoring.score_users``,
-top 10, seen items excluded). Reports test NDCG@10 with 95% bootstrap intervals (leave-one-out
-by time, full-catalogue ranking), parameter counts, export sizes and users scored per second.
+For each data set and teacher-student pair, this trains the teacher and distils it into the
+student (``recsys_peft.distillation``: softened listwise KL over the teacher's top-K plus the
+true next items). It exports both and batch-scores every user with each export
+(``scoring.score_users``, top 10, seen items excluded). It reports test NDCG@10 with 95%
+bootstrap intervals (leave-one-out by time, full-catalogue ranking), parameter counts, export
+sizes and users scored per second.
 
 Pairs (``--pairs``):
 

@@ -1,7 +1,7 @@
 """Knowledge distillation: train a compact student from a teacher's scores over the catalogue.
 
-``teacher`` computes the teacher's top-K items and scores for every training example, once;
-``student`` trains the student on them (softened listwise KL) plus the true next items;
+``teacher`` computes the teacher's top-K items and scores for every training example, once.
+``student`` trains the student on them (softened listwise KL) and on the true next items.
 ``export`` writes the student as an ordinary export whose manifest names its teacher.
 """
 

@@ -29,7 +29,7 @@ def export_student(distilled: Distilled, teacher: Model, snapshot: DataSnapshot,
     """Export the student (no adapter slots: every user gets the same model); return the manifest.
 
     The manifest's ``teacher`` names the teacher (``teacher_record``), and ``distillation``
-    holds the settings and the student's best validation NDCG@10.
+    contains the settings and the student's best validation NDCG@10.
     """
     slots = np.full(snapshot.log.num_users, -1, dtype=np.int64)
     settings = dataclasses.asdict(config)

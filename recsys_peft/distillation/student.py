@@ -34,7 +34,7 @@ Model = TwoTowerModel | SASRecModel
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """How the student learns from the teacher, and the optimisation settings."""
+    """Distillation settings: the teacher's share of the loss, its softening, and the optimisation."""
 
     top_k: int = 50               # teacher items per example that the listwise KL covers
     temperature: float = 2.0      # softens both score lists; higher spreads the teacher's mass

@@ -1,9 +1,9 @@
 """Export a segment tuned by layer freezing (top_layers or bias_norm) as a model of its own.
 
 Its tuned tensors replace base weights, so it cannot share a stacked model with other
-segments. The export holds the base model with that segment's tensors in place and no adapter
-slots; it loads and scores like any other export, and its manifest names the method, the
-segment and the base model it was tuned from.
+segments. The export contains the base model with that segment's tensors in place and no
+adapter slots. It loads and scores like any other export, and its manifest names the method,
+the segment and the base model it was tuned from.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ def export_tuned_segment(base: BaseModel, adapter: SegmentAdapter, snapshot: Dat
     segment that kept no tuning.
     """
     if FinetuneMethod.parse(adapter.method).is_lora:
-        raise ValueError(f"segment {adapter.segment!r} holds a LoRA adapter; export it stacked with the others")
+        raise ValueError(f"segment {adapter.segment!r} was tuned with LoRA, not layer freezing; "
+                         f"export it stacked with the other adapters (finetune.stack_adapters)")
     if adapter.state is None:
         raise ValueError(f"segment {adapter.segment!r} kept no tuning ({adapter.reason}); export the base model")
     model = apply_tuned(base, adapter.state)

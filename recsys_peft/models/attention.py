@@ -30,7 +30,7 @@ class BlockLayout:
     length: int
     blocks: int                  # n = ceil(length / window)
     padding: int                 # positions added on the left: n * window - length
-    local_pattern: torch.Tensor  # (W, 2W) bool: query i of a block sees key j of (previous block, own block)
+    local_pattern: torch.Tensor  # (W, 2W) bool: query i of a block attends to key j of (previous block, own block)
     diagonal: torch.Tensor       # (W, 2W) bool: each query's own key
     strided: torch.Tensor        # (S,) int64 strided key positions, ascending
     strided_visible: torch.Tensor  # (n, W, S) bool: strided key outside the query's local window, and causal
@@ -91,7 +91,7 @@ def sparse_causal_attention(query: torch.Tensor, key: torch.Tensor, value: torch
     batch, heads, length, dim = query.shape
     layout = block_layout(length, window, stride)
 
-    # Local keys: each block of W queries sees the 2W keys of the previous block and its own.
+    # Local keys: each block of W queries scores the 2W keys of the previous block and its own.
     q = _blocks(query, layout, window)                                            # (B, h, n, W, d)
     k = _with_previous(_blocks(key, layout, window))                              # (B, h, n, 2W, d)
     v = _with_previous(_blocks(value, layout, window))                            # (B, h, n, 2W, d)

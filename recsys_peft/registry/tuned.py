@@ -1,6 +1,6 @@
 """Save and load a segment tuned by layer freezing (top_layers or bias_norm) as its changed tensors.
 
-A folder holds ``tuned.safetensors`` (only the tensors the method trained, by parameter name)
+A folder contains ``tuned.safetensors`` (only the tensors the method trained, by parameter name)
 and ``tuned.json`` (method, segment, base model hash, vocabulary version, data snapshot, the
 name and shape of every tensor, metrics). A segment that fell back to the base model gets only
 the JSON, with the reason. Loading checks the base model and vocabulary like an adapter does,
@@ -30,7 +30,8 @@ def tuned_files(adapter: SegmentAdapter, base_hash: str, vocabulary_version: str
     """Return a tuned segment's files by name; raise ValueError for a LoRA adapter."""
     method = FinetuneMethod.parse(adapter.method)
     if method.is_lora:
-        raise ValueError(f"segment {adapter.segment!r} holds a LoRA adapter; save it with registry.artifacts")
+        raise ValueError(f"segment {adapter.segment!r} was tuned with LoRA, not layer freezing; "
+                         f"save it with registry.artifacts.save_adapter")
     files: dict[str, bytes] = {}
     if adapter.state is not None:
         files[TUNED_WEIGHTS] = save_safetensors({k: v.contiguous() for k, v in adapter.state.items()})
@@ -76,7 +77,8 @@ def load_tuned(folder: str | Path, base: torch.nn.Module,
     path = folder / TUNED_WEIGHTS
     if not path.is_file():
         if meta.get("kept"):
-            raise FileNotFoundError(f"{path} is missing, but {folder / TUNED_METADATA} says the segment kept its tuning")
+            raise FileNotFoundError(f"{path} is missing, but {folder / TUNED_METADATA} records kept=true; "
+                                    f"save the segment again")
         return None, meta
     state = load_safetensors(path.read_bytes())
     listed = {name: tuple(shape) for name, shape in meta["tensors"].items()}

@@ -83,7 +83,7 @@ class SegmentAdapter:
     history: list[dict] = field(default_factory=list)
     rank: int | None = None      # None: the rank of the config it is stacked with
     alpha: float | None = None   # None: the alpha of the config it is stacked with
-    # "lora": ``state`` holds adapter weights. Otherwise ``state`` holds the tuned base tensors.
+    # "lora": ``state`` contains adapter weights. Otherwise it contains the tuned base tensors.
     method: str = "lora"
 
     @property

@@ -10,7 +10,7 @@ A fine-tuning method is one of:
 
 Embedding tables and, for the two-tower model, the item tower never train, so one set of item
 vectors serves every segment. A segment tuned this way changes base tensors, so it cannot share
-a model with other segments the way stacked adapters do: its result holds the changed tensors
+a model with other segments the way stacked adapters do. Its result contains the changed tensors
 only, and ``apply_tuned`` puts them into a copy of the base model for evaluation and export.
 """
 
@@ -76,7 +76,7 @@ def _top_layer_prefixes(model: nn.Module, layers: int) -> tuple[str, ...]:
 
 
 def _user_side(model: nn.Module, name: str) -> bool:
-    """Whether ``name`` is a parameter of the user side, whose tuning does not change item vectors."""
+    """Return whether ``name`` is a user-side parameter, whose tuning leaves the item vectors unchanged."""
     if model.family == "two_tower":
         return name.startswith(tuple(f"{layer}." for layer in TWO_TOWER_LAYERS))
     return name.startswith(("blocks.", "final_norm."))

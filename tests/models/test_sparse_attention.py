@@ -46,7 +46,7 @@ def test_blocked_matches_pattern(length, window, stride):
 
 def test_pattern_keeps_window_and_strides():
     pattern = sparse_pattern(10, window=2, stride=4)
-    # The last query sees itself, the one before it, and positions 9 - 4 = 5 and 9 - 8 = 1.
+    # The last query attends to itself, the one before it, and positions 9 - 4 = 5 and 9 - 8 = 1.
     assert torch.nonzero(pattern[9]).flatten().tolist() == [1, 5, 8, 9]
     assert torch.nonzero(pattern[4]).flatten().tolist() == [1, 3, 4]
     assert not pattern.triu(1).any()
