@@ -13,6 +13,7 @@ from recsys_peft import atomic
 from recsys_peft.dataset.features import FeatureTables, build_feature_tables
 from recsys_peft.dataset.log import InteractionLog, load_attributes, load_log
 from recsys_peft.dataset.split import LeaveOneOutSplit, leave_one_out
+from recsys_peft.ingest.store import read_interactions
 from recsys_peft.segments import SegmentAssignment, SegmentSpec, assign_segments
 
 
@@ -55,11 +56,22 @@ def load_snapshot(
         log=log,
         split=leave_one_out(log),
         features=features,
-        segments=assign_segments(segment_spec, users),
+        segments=assign_segments(segment_spec, users, _log_for_segments(store_dir, segment_spec)),
         users=users,
         items=items,
         snapshot_id=f"{manifest['vocabulary_version']}/{snapshot_id}",
     )
+
+
+def _log_for_segments(store_dir: Path, spec: SegmentSpec) -> pa.Table | None:
+    """Return the interactions a ``log_column`` level reads (user id plus its column), or None."""
+    columns = sorted({level.column for level in spec.levels if level.source == "log_column"})
+    if not columns:
+        return None
+    log = read_interactions(store_dir)
+    if not all(column in log.column_names for column in columns):
+        return log  # the segment level then names the missing column and lists the ones there are
+    return log.select(["user_id", *[c for c in columns if c != "user_id"]])
 
 
 def segment_of_users(snapshot: DataSnapshot, users: np.ndarray) -> np.ndarray:
