@@ -196,7 +196,8 @@ def pipeline(config: PipelineConfig | None = None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Run the demo (``make demo``): the pipeline on ``flows/configs/movielens.yaml``, with overrides."""
     from recsys_peft.cli.common import print_config, resolve_config
-    from recsys_peft.cli.errors import EXIT_FAILED, EXIT_USAGE, quiet_tracebacks
+    from recsys_peft.cli.console import setup_console
+    from recsys_peft.cli.errors import EXIT_FAILED, EXIT_USAGE
     from recsys_peft.config_file import ConfigError
 
     parser = argparse.ArgumentParser(description="Run the recsys-peft pipeline end to end on MovieLens-100K.")
@@ -213,8 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     print_config(config)
-    if not args.debug:
-        quiet_tracebacks()
+    setup_console(args.debug)
     try:
         paths = pipeline(config)
     except Exception as error:  # noqa: BLE001 - one line and exit code 1 unless --debug

@@ -104,7 +104,7 @@ def split(config: PipelineConfig, log: Log = _info) -> DataSnapshot:
 
 def train(config: PipelineConfig, snapshot: DataSnapshot, log: Log = _info,
           on_epoch: Callable[[dict], None] | None = None) -> TrainedBase:
-    """Pretrain the base model and save it to ``WORK_DIR/models/base``; ``on_epoch`` sees each epoch's record."""
+    """Pretrain the base model and save it to ``WORK_DIR/models/base``; ``on_epoch`` receives each epoch's record."""
     from recsys_peft.models.two_tower import parameter_count
     from recsys_peft.registry.artifacts import save_base_model
     from recsys_peft.training.pretrain import model_config, pretrain
@@ -258,11 +258,11 @@ def score(config: PipelineConfig, snapshot: DataSnapshot, export_dir: Path, log:
 
     exported = ExportedModel.load(export_dir)
     # History and exclusions stop at each user's test target, so the lists can be judged against it.
-    log_ = snapshot.log
-    users = np.arange(log_.num_users)
-    positions = log_.offsets[users + 1].copy()
+    interactions = snapshot.log
+    users = np.arange(interactions.num_users)
+    positions = interactions.offsets[users + 1].copy()
     positions[snapshot.split.test.users] = snapshot.split.test.positions
-    table, summary = score_users(exported, log_, snapshot.users, users, positions, k=config.top_k)
+    table, summary = score_users(exported, interactions, snapshot.users, users, positions, k=config.top_k)
     out_dir = _work(config, "recommendations")
     write_recommendations(table, out_dir, summary)
     log(f"score users={summary.users} rows={summary.rows} fallback_users={summary.fallback_users} "

@@ -144,8 +144,8 @@ def _check_scalar(annotation: Any, value: Any, key: str, source: str) -> None:
             return
         if option is str and isinstance(value, str):
             return
-    wanted = " or ".join(expected[option] for option in scalars)
-    raise ConfigError(f"{source}: {key} must be {wanted}, got {value!r}")
+    allowed = " or ".join(expected[option] for option in scalars)
+    raise ConfigError(f"{source}: {key} must be {allowed}, got {value!r}")
 
 
 def build(cls: type[T], data: Mapping[str, Any], source: str, prefix: str = "") -> T:

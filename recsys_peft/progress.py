@@ -1,6 +1,6 @@
 """Progress of long steps: a Rich progress bar in a terminal, periodic log lines elsewhere.
 
-A bar (with rate and time left) is drawn only when stderr is a terminal; in CI, under a
+A bar (with rate and time left) is drawn only when stderr is a terminal. In CI, under a
 Prefect worker or when output is piped, the same progress becomes one plain log line at most
 every ``interval`` seconds, plus one for the last step:
 

@@ -4,13 +4,12 @@
     1  the work failed (a stage raised, a parity check failed, a file was corrupt)
     2  bad usage or bad config, found before any work started
 
-Without ``--debug`` a failure prints one ``error: ...`` line on stderr and no traceback, and
-Prefect's own failure records lose their tracebacks; with ``--debug`` both are shown.
+Without ``--debug`` a failure prints one ``error: ...`` line on stderr and no traceback. With
+``--debug`` the traceback is printed too.
 """
 
 from __future__ import annotations
 
-import logging
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,29 +21,6 @@ from recsys_peft.config_file import ConfigError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-
-
-class _DropTracebacks(logging.Filter):
-    """Strip tracebacks from records, and drop Prefect's failure records, which repeat the error line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.name.startswith(("prefect.flow_runs", "prefect.task_runs")) and (
-                record.levelno >= logging.ERROR or record.getMessage().startswith("Finished in state Failed")):
-            return False
-        record.exc_info = None
-        record.exc_text = None
-        return True
-
-
-def quiet_tracebacks() -> None:
-    """Keep tracebacks out of Prefect's console output; the command prints its own one-line reason."""
-    from prefect.logging.configuration import setup_logging
-
-    setup_logging()
-    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
-        for handler in logging.getLogger(name).handlers:
-            if not any(isinstance(f, _DropTracebacks) for f in handler.filters):
-                handler.addFilter(_DropTracebacks())
 
 
 def fail(message: str, code: int) -> None:
@@ -71,5 +47,7 @@ def reported_failures(debug: bool) -> Iterator[None]:
         if debug:
             traceback.print_exc()
         message = str(error) or type(error).__name__
-        fail(f"{type(error).__name__}: {message}" if not isinstance(error, (OSError, ValueError)) else message,
-             EXIT_FAILED)
+        # File and value errors carry a full sentence; name the type of anything else.
+        if not isinstance(error, (OSError, ValueError)):
+            message = f"{type(error).__name__}: {message}"
+        fail(message, EXIT_FAILED)

@@ -14,7 +14,8 @@ from recsys_peft.cli.common import (
     CONFIG, DEBUG, DRY_RUN, MODEL, SEED, SET, WORK_DIR, demo_config_path, import_flows, print_config,
     resolve_config,
 )
-from recsys_peft.cli.errors import EXIT_USAGE, fail, quiet_tracebacks, reported_failures
+from recsys_peft.cli.console import setup_console
+from recsys_peft.cli.errors import EXIT_USAGE, fail, reported_failures
 
 
 def _run_flow(flow_name: str, config_file: Path | None, overrides: list[str], work_dir: Path | None,
@@ -25,8 +26,7 @@ def _run_flow(flow_name: str, config_file: Path | None, overrides: list[str], wo
     if dry_run:
         return None
     with reported_failures(debug):
-        if not debug:
-            quiet_tracebacks()
+        setup_console(debug)
         flows = import_flows("pipeline")
         return getattr(flows, flow_name)(config)
 

@@ -134,13 +134,14 @@ def _data_section(inputs: ReportInputs) -> str:
 
 
 def _sample(user: SampleUser) -> str:
-    history = "".join(f"<li>{escape(h['title'] or h['item_id'])} <span class='muted'>{escape(h['time'])}</span></li>"
-                      for h in user.history) or "<li class='muted'>no earlier events</li>"
+    history = "".join(f"<li>{escape(event['title'] or event['item_id'])} "
+                      f"<span class='muted'>{escape(event['time'])}</span></li>"
+                      for event in user.history) or "<li class='muted'>no earlier events</li>"
     recs = "".join(f"<li class='{'hit' if r['is_held_out'] else ''}'>{escape(r['title'] or r['item_id'])} "
                    f"<span class='muted'>{r['score']:.3f}</span></li>" for r in user.recommendations)
-    held = escape(user.held_out["title"] or user.held_out["item_id"]) if user.held_out else "-"
+    held_out = escape(user.held_out["title"] or user.held_out["item_id"]) if user.held_out else "-"
     return (f"<div class='sample'><h3>user {escape(user.user_id)} <span class='muted'>segment "
-            f"{escape(user.segment)}</span></h3><p>Held-out test item: {held}</p>"
+            f"{escape(user.segment)}</span></h3><p>Held-out test item: {held_out}</p>"
             f"<div class='charts'><div><b>Recent history</b>, newest first<ol>{history}</ol></div>"
             f"<div><b>Recommendations</b><ol>{recs}</ol></div></div></div>")
 
