@@ -242,6 +242,8 @@ def generate_log(
     events_per_session: float = 8.0,
     users_per_chunk: int = 20_000,
     activity_spread: float = 1.0,
+    segment_item_share: float = 0.0,
+    segment_items: int | None = None,
 ) -> SyntheticLog:
     """Write a log of ``num_interactions`` events and its users, items, spec and truth.
 
@@ -252,6 +254,12 @@ def generate_log(
     ``log(genre_probs[user] @ item_given_genre)[item]``, which ``load_truth`` computes.
     ``activity_spread`` is the sigma of the log-normal activity per user: 0 gives every user
     about the same number of events (long sessions for all), 1 (the default) a heavy tail.
+
+    ``segment_item_share`` plants item-level segment tastes: that share of each user's events
+    is drawn instead from their segment's own favourites, ``segment_items`` items (default 1%
+    of the catalogue, at least 20) with power-law weights, different for each segment. Genre
+    tastes show in any user's history, but which items a segment favours shows only across its
+    users, which is what a per-segment adapter can learn and a shared model may average away.
     """
     if num_interactions < 0:
         raise ValueError(f"num_interactions must be >= 0, got {num_interactions}")
@@ -261,12 +269,16 @@ def generate_log(
         raise ValueError(
             f"num_users, num_items and days must be >= 1, got {num_users}, {num_items} and {days}"
         )
+    if not 0.0 <= segment_item_share <= 1.0:
+        raise ValueError(f"segment_item_share must be in [0, 1], got {segment_item_share}")
     rng = np.random.default_rng(seed)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
 
     world = _draw_world(rng, num_users, num_items)
     items_of, cdf_of = _genre_item_tables(world)
+    favourites = _segment_favourites(np.random.default_rng([seed, 1]), num_items,
+                                     segment_items or max(20, num_items // 100)) if segment_item_share else None
     if activity_spread < 0:
         raise ValueError(f"activity_spread must be >= 0, got {activity_spread}")
     counts = _events_per_user(rng, num_interactions, num_users, activity_spread)
@@ -278,23 +290,39 @@ def generate_log(
     with opener(folder / name, "wb") as sink, pacsv.CSVWriter(sink, schema, write_options=options) as writer:
         for first_user in range(0, num_users, users_per_chunk):
             users = np.arange(first_user, min(first_user + users_per_chunk, num_users))
-            writer.write_table(_draw_chunk(rng, world, users, counts[users], items_of, cdf_of,
-                                           start_time, days, events_per_session).cast(schema))
+            chunk = _draw_chunk(rng, world, users, counts[users], items_of, cdf_of, start_time, days,
+                                events_per_session, favourites, segment_item_share)
+            writer.write_table(chunk.cast(schema))
 
     _write_attributes(folder, world)
     item_given_genre = np.zeros((len(GENRES), num_items))
     for genre, items in enumerate(items_of):
         if len(items):
             item_given_genre[genre, items] = np.diff(np.concatenate([[0.0], cdf_of[genre]]))
-    np.savez(folder / TRUTH_FILE, genre_probs=_genre_probabilities(world, np.arange(num_users)),
-             item_given_genre=item_given_genre)
+    truth = {"genre_probs": _genre_probabilities(world, np.arange(num_users)), "item_given_genre": item_given_genre}
+    if favourites is not None:
+        truth.update(segment_item_probs=favourites, user_segment=world.segment,
+                     segment_item_share=np.float64(segment_item_share))
+    np.savez(folder / TRUTH_FILE, **truth)
     spec_path = _write_spec(folder, name)
     return SyntheticLog(folder, spec_path, num_users, num_items, int(counts.sum()))
 
 
+def _segment_favourites(rng: np.random.Generator, num_items: int, per_segment: int) -> np.ndarray:
+    """Return (segments, I) probabilities: each segment's own items, with Zipf-like weights."""
+    per_segment = min(per_segment, num_items)
+    probs = np.zeros((NUM_SEGMENTS, num_items))
+    weights = 1.0 / np.arange(1, per_segment + 1)
+    for segment in range(NUM_SEGMENTS):
+        items = rng.choice(num_items, size=per_segment, replace=False)
+        probs[segment, items] = weights / weights.sum()
+    return probs
+
+
 def _draw_chunk(rng: np.random.Generator, world: _World, users: np.ndarray, counts: np.ndarray,
                 items_of: list[np.ndarray], cdf_of: list[np.ndarray], start_time: int, days: int,
-                events_per_session: float) -> pa.Table:
+                events_per_session: float, favourites: np.ndarray | None = None,
+                favourite_share: float = 0.0) -> pa.Table:
     """Draw the events of ``users`` and return them sorted by time."""
     owner = np.repeat(users, counts)
     genre_cdf = np.cumsum(_genre_probabilities(world, users), axis=1)
@@ -307,6 +335,14 @@ def _draw_chunk(rng: np.random.Generator, world: _World, users: np.ndarray, coun
         if len(rows):
             picks = np.searchsorted(cdf, rng.random(len(rows)), side="right")
             item[rows] = items[np.minimum(picks, len(items) - 1)]
+    if favourites is not None:
+        segment = world.segment[owner]
+        swap = rng.random(len(owner)) < favourite_share
+        for s in np.unique(segment[swap]):
+            rows = np.flatnonzero(swap & (segment == s))
+            cdf = np.cumsum(favourites[s])
+            item[rows] = np.minimum(np.searchsorted(cdf / cdf[-1], rng.random(len(rows)), side="right"),
+                                    len(cdf) - 1)
     times = _session_times(rng, counts, start_time, days, events_per_session)
     rating = rng.integers(1, 6, size=len(owner))
 
@@ -331,12 +367,22 @@ def load_truth(folder: str | Path) -> Truth:
     """Read ``truth.npz`` of a log written by ``generate`` or ``generate_log``.
 
     Scores of ``generate`` are its sampling logits. Scores of ``generate_log`` are
-    ``log p(item | user)``, minus infinity for an item the user can never draw.
+    ``log p(item | user)`` (with segment favourites, the mixture of both draws), minus infinity
+    for an item the user can never draw.
     """
     data = np.load(Path(folder) / TRUTH_FILE)
     if "scores" in data:
         scores = data["scores"]
         return Truth(lambda users: scores[users])
     genre_probs, item_given_genre = data["genre_probs"], data["item_given_genre"]
-    with np.errstate(divide="ignore"):
-        return Truth(lambda users: np.log(genre_probs[users] @ item_given_genre))
+    if "segment_item_probs" not in data:
+        with np.errstate(divide="ignore"):
+            return Truth(lambda users: np.log(genre_probs[users] @ item_given_genre))
+    share, favourites, user_segment = float(data["segment_item_share"]), data["segment_item_probs"], data["user_segment"]
+
+    def mixture(users: np.ndarray) -> np.ndarray:
+        probs = (1.0 - share) * (genre_probs[users] @ item_given_genre) + share * favourites[user_segment[users]]
+        with np.errstate(divide="ignore"):
+            return np.log(probs)
+
+    return Truth(mixture)
