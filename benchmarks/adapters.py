@@ -140,15 +140,16 @@ def prepare_movielens(work_dir: Path) -> DataSet:
 
 
 def prepare_generated(work_dir: Path, users: int, items: int, events: int, seed: int,
-                      with_attributes: bool = True) -> DataSet:
-    folder = work_dir / f"generated-u{users}-i{items}-e{events}-s{seed}"
+                      with_attributes: bool = True, segment_share: float = 0.0) -> DataSet:
+    suffix = f"-f{segment_share:g}" if segment_share else ""
+    folder = work_dir / f"generated-u{users}-i{items}-e{events}-s{seed}{suffix}"
     raw = folder / "raw"
     if not (raw / "spec.yaml").is_file():
-        generate_log(raw, events, num_users=users, num_items=items, seed=seed)
+        generate_log(raw, events, num_users=users, num_items=items, seed=seed, segment_item_share=segment_share)
     if not (folder / "store" / "manifest.json").is_file():
         ingest_source(load_source_spec(raw / "spec.yaml"), raw, folder / "store")
     description = {"generator": "recsys_peft.dataset.synthetic.generate_log", "users": users, "items": items,
-                   "events": events, "seed": seed,
+                   "events": events, "seed": seed, "segment_item_share": segment_share,
                    "base_user_attributes": sorted(MOVIELENS_USER_ATTRIBUTES) if with_attributes else []}
     if with_attributes:
         return DataSet("generated", folder / "store", ["gender_x_age"], truth_dir=raw, description=description)
@@ -537,6 +538,9 @@ def main() -> None:
     parser.add_argument("--freezing-methods", nargs="*", default=list(FREEZING_METHODS),
                         help="layer-freezing methods to run beside the adapters (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="small generated data and a short pretraining, for a smoke run")
+    parser.add_argument("--generated-segment-share", type=float, default=0.0,
+                        help="share of each generated user's events drawn from their segment's own favourite "
+                             "items (default 0: segments differ only in genre tastes)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, so that timings do not depend on how many cores are free)")
     parser.add_argument("--work-dir", default=str(ROOT / "data" / "cache" / "bench-adapters"))
@@ -558,10 +562,11 @@ def main() -> None:
     preparers: dict[str, Callable[[], DataSet]] = {
         "movielens": lambda: prepare_movielens(work_dir),
         "generated": lambda: prepare_generated(work_dir, args.generated_users, args.generated_items,
-                                               args.generated_events, args.seed),
+                                               args.generated_events, args.seed,
+                                               segment_share=args.generated_segment_share),
         "generated-without-attributes": lambda: prepare_generated(
             work_dir, args.generated_users, args.generated_items, args.generated_events, args.seed,
-            with_attributes=False),
+            with_attributes=False, segment_share=args.generated_segment_share),
     }
     for key in args.datasets:
         data = preparers[key]()
