@@ -35,17 +35,23 @@ class Progress:
         self.started = time.perf_counter()
         self._last_logged = self.started
         self._bar = None
-        if attached_to_terminal() if terminal is None else terminal:
+        if terminal is None:
+            terminal = attached_to_terminal()
+        if terminal:
             self._bar = self._start_bar()
 
-    def _start_bar(self):
+    def _console(self):
         from rich.console import Console
+
+        return Console(stderr=True)
+
+    def _start_bar(self):
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TaskProgressColumn,
                                    TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 
         bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                            TaskProgressColumn(), TextColumn("{task.fields[rate]}"),
-                           TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+                           TimeElapsedColumn(), TimeRemainingColumn(), console=self._console(), transient=True)
         bar.start()
         self._task = bar.add_task(self.step, total=self.total, rate="")
         return bar
@@ -82,9 +88,9 @@ class Progress:
 
 @contextmanager
 def progress(step: str, total: int, unit: str = "step", log: Callable[[str], None] | None = None,
-             interval: float = LOG_INTERVAL_SECONDS) -> Iterator[Progress]:
+             interval: float = LOG_INTERVAL_SECONDS, terminal: bool | None = None) -> Iterator[Progress]:
     """Track ``total`` steps of ``step``; the bar is removed when the block ends."""
-    tracker = Progress(step, total, unit, log, interval)
+    tracker = Progress(step, total, unit, log, interval, terminal)
     try:
         yield tracker
     finally:
