@@ -238,8 +238,8 @@ def main() -> None:
     attention.add_argument("--long-events-per-user", type=int, default=1100,
                            help="events per user of the long-session log (default: 1100)")
     attention.add_argument("--long-items", type=int, default=1000, help="items of the long-session log (default: 1000)")
-    attention.add_argument("--attention-window", type=int, default=50, help="sparse local window (default: 50)")
-    attention.add_argument("--attention-stride", type=int, default=50, help="sparse stride (default: 50)")
+    attention.add_argument("--attention-window", type=int, default=32, help="sparse local window (default: 32)")
+    attention.add_argument("--attention-stride", type=int, default=64, help="sparse stride (default: 64)")
     attention.add_argument("--attention-epochs", type=int, default=2, help="training epochs per run (default: 2)")
     attention.add_argument("--attention-batch-size", type=int, default=32, help="windows per batch (default: 32)")
     attention.add_argument("--attention-learning-rate", type=float, default=2e-3, help="Adam rate (default: 2e-3)")

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 from torchrec import EmbeddingCollection, EmbeddingConfig, KeyedJaggedTensor
 
@@ -48,7 +49,7 @@ class SASRecConfig:
     # positions and to every attention_stride-th position counting back from the most recent
     # (0: none), so attention memory grows with L * (window + L / stride) instead of L * L.
     attention: str = "dense"
-    attention_window: int = 64
+    attention_window: int = 32
     attention_stride: int = 64
 
     def __post_init__(self) -> None:
@@ -107,7 +108,13 @@ class CausalSelfAttention(nn.Module):
 
         q, k, v = (split(layer(x, segments)) for layer in (self.query, self.key, self.value))
         dropout = self.attention_dropout if self.training else 0.0
-        if self.sparse:
+        if self.sparse and torch.is_grad_enabled():
+            # Recompute the blocked scores in the backward pass instead of keeping them: with
+            # attention no longer quadratic, they would be a large share of what a step stores.
+            # The checkpoint restores the RNG state, so attention dropout draws the same mask.
+            attended = torch.utils.checkpoint.checkpoint(sparse_causal_attention, q, k, v, mask, self.window,
+                                                         self.stride, dropout, use_reentrant=False)
+        elif self.sparse:
             attended = sparse_causal_attention(q, k, v, mask, self.window, self.stride, dropout)
         else:
             attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)

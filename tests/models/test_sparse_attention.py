@@ -88,3 +88,27 @@ def test_sasrec_sparse_gradients_flow():
 def test_config_rejects_bad_attention(overrides, match):
     with pytest.raises(ValueError, match=match):
         SASRecConfig(num_items=10, **overrides)
+
+
+def test_sasrec_sparse_training_matches_dense():
+    """In training mode (the recomputing path) a whole-sequence window gives dense outputs and gradients."""
+    torch.manual_seed(0)
+    dense_config = SASRecConfig(num_items=30, max_length=12, embedding_dim=16, num_heads=2, ffn_dim=32,
+                                dropout=0.0, attention_dropout=0.0)
+    dense = SASRecModel(dense_config).train()
+    sparse = SASRecModel(dataclasses.replace(dense_config, attention="sparse", attention_window=12)).train()
+    sparse.load_state_dict(dense.state_dict())
+    sequence = torch.randint(0, 30, (4, 12), generator=torch.Generator().manual_seed(5))
+    sequence[0, :6] = PAD
+    segments = torch.full((4,), -1)
+
+    dense_states = dense.sequence_states(sequence, segments)
+    sparse_states = sparse.sequence_states(sequence, segments)
+    dense_states.square().sum().backward()
+    sparse_states.square().sum().backward()
+
+    torch.testing.assert_close(sparse_states, dense_states, rtol=1e-5, atol=1e-5)
+    for (name, dense_parameter), sparse_parameter in zip(dense.named_parameters(), sparse.parameters()):
+        if dense_parameter.grad is not None:
+            torch.testing.assert_close(sparse_parameter.grad, dense_parameter.grad, rtol=1e-4, atol=1e-5,
+                                       msg=f"gradient of {name}")
