@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from recsys_peft.cli.common import CONFIG, DEBUG, SET, import_flows, print_config, resolve_config
+from recsys_peft.cli.console import setup_console
+from recsys_peft.cli.errors import EXIT_USAGE, fail, reported_failures
 from recsys_peft.ingest.delete import delete_users
 from recsys_peft.ingest.ingest import TooManyBadRowsError, ingest_source
 from recsys_peft.ingest.presets import detect_source_spec
@@ -13,14 +16,29 @@ from recsys_peft.ingest.spec import load_source_spec
 
 
 def ingest(
-    source: Path = typer.Argument(..., help="Folder of the raw files, or a MovieLens or RecBole file or folder."),
-    store: Path = typer.Option(..., "--store", help="Store folder to create or add to."),
+    source: Path | None = typer.Argument(
+        None, help="Folder of the raw files, or a MovieLens or RecBole file or folder. Leave out with --config."),
+    store: Path | None = typer.Option(None, "--store", help="Store folder to create or add to (with SOURCE)."),
     spec: Path | None = typer.Option(None, "--spec", help="Source spec YAML; without it the layout is detected."),
     max_bad_fraction: float | None = typer.Option(
         None, "--max-bad-fraction", min=0.0, max=1.0,
         help="Largest fraction of invalid rows in one file before the run fails (default: the spec's)."),
+    config: Path | None = CONFIG,
+    overrides: list[str] = SET,
+    debug: bool = DEBUG,
 ) -> None:
-    """Add new files to a store; files whose content the store already has are skipped."""
+    """Add new files to a store; files whose content the store already has are skipped.
+
+    With SOURCE and --store, the files are ingested in this process. With --config (and no
+    SOURCE), the scheduled ingest flow runs on the config's raw_dir and WORK_DIR/store.
+
+    Example: recsys-peft ingest data/raw/ml-100k --store data/demo/store
+    """
+    if source is None:
+        _ingest_flow(config, overrides, debug)
+        return
+    if store is None:
+        fail("ingest SOURCE needs --store: the store folder to create or add to", EXIT_USAGE)
     try:
         if spec is not None:
             source_spec, raw_dir = load_source_spec(spec), source
@@ -31,6 +49,21 @@ def ingest(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     typer.echo(summary.log_line())
+
+
+def _ingest_flow(config_file: Path | None, overrides: list[str], debug: bool) -> None:
+    """Run ``flows.retrain.ingest_flow``, the flow the hourly ingest schedule runs."""
+    if config_file is None and not overrides:
+        fail("pass SOURCE with --store, or --config for the config's raw_dir and store", EXIT_USAGE)
+    with reported_failures(debug):
+        config = resolve_config(config_file, overrides)
+    print_config(config)
+    with reported_failures(debug):
+        setup_console(debug)
+        summary = import_flows("retrain").ingest_flow(config)
+    typer.echo(f"ingest run={summary['run_id']} files_ingested={len(summary['files_ingested'])} "
+               f"rows_written={summary['rows_written']} quarantined={summary['rows_quarantined']} "
+               f"vocab={summary['vocabulary_version']}")
 
 
 def delete_user(

@@ -76,3 +76,10 @@ def test_failed_stage_exits_1_with_one_line(run_result, tiny_config, monkeypatch
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: no base model in {work_dir / 'models' / 'base'}: run `recsys-peft train` with this "
                       f"config first"]
+
+
+def test_ingest_flow_skips_known_files(run_result, tiny_config):
+    result = CliRunner().invoke(app, ["ingest", "--config", str(tiny_config)])
+
+    assert result.exit_code == 0, result.output
+    assert "files_ingested=0 rows_written=0" in result.stdout

@@ -88,3 +88,10 @@ def test_report_without_metrics_exits_2(tmp_path):
     assert result.exit_code == 2
     assert result.stderr.strip() == (f"error: no metrics in {tmp_path}: {tmp_path / 'metrics.json'} is missing; "
                                      f"run `recsys-peft evaluate` or `recsys-peft run` first")
+
+
+def test_ingest_without_source_or_config_exits_2():
+    result = invoke("ingest")
+
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: pass SOURCE with --store, or --config for the config's raw_dir and store"
