@@ -258,10 +258,11 @@ def finetune_segment(
     positions = _in_segment_positions(snapshot, training)
     method = FinetuneMethod.parse(config.method)
     rank = config.lora.rank_for(users) if method.is_lora else None
+    lora = config.lora.with_rank(rank) if method.is_lora else config.lora
 
     if users < config.min_users or int(training.sum()) < 1 or len(positions) < 2:
         slots = np.where(in_segment, ADAPTER_SLOT, -1).astype(np.int64)
-        model = with_adapters(base, 1, config.lora.with_rank(rank))
+        model = with_adapters(base, 1, lora)
         model.eval()
         base_score = validation_ndcg(model, snapshot, in_segment, slots)
         reason = (f"below min_users={config.min_users}" if users < config.min_users
@@ -269,7 +270,6 @@ def finetune_segment(
         return SegmentAdapter(name, segment_index, users, len(positions), base_score, base_score, None, reason,
                               rank=rank, alpha=config.lora.alpha, method=config.method)
 
-    lora = config.lora.with_rank(rank) if method.is_lora else config.lora
     trained = train_adapter(base, snapshot, training, lora, config.train,
                             seed=config.train.seed + segment_index, on_epoch=on_epoch, method=method)
     result = trained.result

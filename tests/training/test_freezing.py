@@ -124,6 +124,15 @@ def test_finetune_segment_records_method(base_model, snapshot):
         assert sorted(tuned.state) == sorted(TWO_TOWER_EXPECTED["bias_norm"])
 
 
+def test_small_segment_falls_back(base_model, snapshot):
+    config = FinetuneConfig(train=TRAIN, min_users=1000, method="top_layers:1")
+    tuned = finetune_segment(base_model, snapshot, LARGEST_SEGMENT, config)
+
+    assert tuned.state is None
+    assert tuned.method == "top_layers:1"
+    assert tuned.reason == "below min_users=1000"
+
+
 def test_tuned_segment_saves_loads_exports(base_model, snapshot, store, tmp_path, keep_last_epoch):
     names = TWO_TOWER_EXPECTED["top_layers:1"]
     trained = _train(base_model, snapshot, "top_layers:1")
