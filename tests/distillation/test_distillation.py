@@ -17,6 +17,7 @@ from recsys_peft.ingest.ingest import ingest_source
 from recsys_peft.ingest.spec import load_source_spec
 from recsys_peft.models.sasrec import SASRecModel
 from recsys_peft.models.two_tower import TwoTowerModel
+from recsys_peft.scoring.batch import score_users
 from recsys_peft.segments import load_segment_spec
 from recsys_peft.training.loop import TrainConfig
 from recsys_peft.training.pretrain import pretrain, sasrec_config, two_tower_config
@@ -112,6 +113,13 @@ def test_two_tower_student_exports_naming_teacher(tiny_catalogue, teacher, tmp_p
     assert manifest["distillation"]["top_k"] == 10
     exported = ExportedModel.load(tmp_path / "student")
     assert exported.item_vectors.shape == (snapshot.log.num_items, 8)
+
+    # Batch scoring reads the student export like any other.
+    users = np.arange(snapshot.log.num_users)
+    table, summary = score_users(exported, snapshot.log, snapshot.users, users, snapshot.log.offsets[users + 1], k=3)
+    assert summary.users == snapshot.log.num_users
+    assert table.num_rows == 3 * snapshot.log.num_users
+    assert set(table.column("model_version").to_pylist()) == {manifest["model_version"]}
 
 
 def test_config_rejects_bad_values():
