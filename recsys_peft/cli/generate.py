@@ -18,7 +18,10 @@ def generate(
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed writes the same files."),
     gzip: bool = typer.Option(False, "--gzip", help="Write interactions.csv.gz instead of interactions.csv."),
 ) -> None:
-    """Generate a log with power-law item popularity, segment tastes and sessions over time."""
+    """Generate a log with power-law item popularity, segment tastes and sessions over time.
+
+    Example: recsys-peft generate data/raw/synthetic --rows 100000 --seed 1
+    """
     log = generate_log(out, rows, num_users=users, num_items=items, days=days, seed=seed, compress=gzip)
     typer.echo(f"generate rows={log.num_interactions} users={log.num_users} items={log.num_items} "
                f"spec={log.spec_path}")

@@ -72,7 +72,10 @@ def delete_user(
     recommendations: list[Path] = typer.Option(
         [], "--recommendations", help="Folder of recommendation parquet files to remove the users from. Repeat for several folders."),
 ) -> None:
-    """Delete users' events and recommendations; their vocabulary indices become tombstones."""
+    """Delete users' events and recommendations; their vocabulary indices become tombstones.
+
+    Example: recsys-peft delete-user 42 --store data/demo/store --recommendations data/demo/recommendations
+    """
     try:
         summary = delete_users(store, user_ids, tuple(recommendations))
     except (FileNotFoundError, KeyError) as error:

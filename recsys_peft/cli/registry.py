@@ -20,7 +20,10 @@ def _fail(error: Exception) -> None:
 @app.command("list")
 def list_command(url: str = URL,
                  base: str | None = typer.Option(None, "--base", help="List the adapter versions of this base model id.")) -> None:
-    """Print the base models, the releases with the current one marked, or one base model's adapters."""
+    """Print the base models, the releases with the current one marked, or one base model's adapters.
+
+    Example: recsys-peft registry list data/demo/registry
+    """
     registry = Registry(url)
     try:
         if base is not None:
@@ -55,7 +58,10 @@ def promote_command(
     version: str | None = typer.Option(None, "--version", help="The adapter version to promote with --segment."),
     note: str = typer.Option("", "--note", help="Text stored with the release."),
 ) -> None:
-    """Promote a base model with a full set of adapters, or one adapter version, in one atomic step."""
+    """Promote a base model with a full set of adapters, or one adapter version, in one atomic step.
+
+    Example: recsys-peft registry promote data/demo/registry --segment F:25-34 --version VERSION
+    """
     registry = Registry(url)
     try:
         if (base is None) == (segment is None):
@@ -74,7 +80,10 @@ def promote_command(
 @app.command("rollback")
 def rollback_command(url: str = URL,
                      steps: int = typer.Option(1, "--steps", min=1, help="How many promotions to undo.")) -> None:
-    """Make an earlier release current again."""
+    """Make an earlier release current again.
+
+    Example: recsys-peft registry rollback data/demo/registry --steps 1
+    """
     try:
         release = Registry(url).rollback(steps)
     except RegistryError as error:

@@ -20,13 +20,16 @@ def invoke(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
-@pytest.mark.parametrize("command", PIPELINE_COMMANDS + ("report", "export", "score", "ingest", "generate"))
+HELP_COMMANDS = PIPELINE_COMMANDS + ("report", "export", "score", "ingest", "delete-user", "generate",
+                                     "registry list", "registry promote", "registry rollback")
+
+
+@pytest.mark.parametrize("command", HELP_COMMANDS)
 def test_help_shows_example(command):
-    result = invoke(command, "--help")
+    result = invoke(*command.split(), "--help")
 
     assert result.exit_code == 0, result.output
-    assert "Example: recsys-peft" in result.output or command in ("ingest", "generate")
-    assert "--help" in result.output
+    assert f"Example: recsys-peft {command}" in " ".join(result.output.split())
 
 
 @pytest.mark.parametrize("command", PIPELINE_COMMANDS)
