@@ -97,7 +97,7 @@ def sparse_causal_attention(query: torch.Tensor, key: torch.Tensor, value: torch
     v = _with_previous(_blocks(value, layout, window))                            # (B, h, n, 2W, d)
     valid = F.pad(key_valid, (layout.padding, 0), value=False).view(batch, 1, layout.blocks, window)
     valid = _with_previous(valid.unsqueeze(-1)).view(batch, layout.blocks, 1, 2 * window)  # (B, n, 1, 2W)
-    local_mask = (layout.local_pattern & valid) | layout.diagonal                 # (B, n, W, 2W)
+    mask = (layout.local_pattern & valid) | layout.diagonal                       # (B, n, W, 2W)
 
     # Strided keys: shared by every block; visible only outside the local window, so none is counted twice.
     strided = layout.strided
@@ -106,8 +106,8 @@ def sparse_causal_attention(query: torch.Tensor, key: torch.Tensor, value: torch
         k = torch.cat([k, key[:, :, strided].unsqueeze(2).expand(expand)], dim=3)       # (B, h, n, 2W + S, d)
         v = torch.cat([v, value[:, :, strided].unsqueeze(2).expand(expand)], dim=3)
         strided_mask = layout.strided_visible & key_valid[:, strided].view(batch, 1, 1, -1)  # (B, n, W, S)
-        local_mask = torch.cat([local_mask, strided_mask], dim=-1)                # (B, n, W, 2W + S)
+        mask = torch.cat([mask, strided_mask], dim=-1)                            # (B, n, W, 2W + S)
 
-    attended = F.scaled_dot_product_attention(q, k, v, attn_mask=local_mask.unsqueeze(1), dropout_p=dropout_p)
+    attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.unsqueeze(1), dropout_p=dropout_p)
     attended = attended.reshape(batch, heads, layout.blocks * window, dim)        # (B, h, nW, d)
     return attended[:, :, layout.padding:]
