@@ -9,7 +9,8 @@ schedule that ``retraining.schedules`` of the config names:
     score      flows.score_promoted.score_promoted_flow   every user, with the promoted release
 
 ``serve_deployments`` registers them with the Prefect API that ``PREFECT_API_URL`` names
-and runs their flow runs in this process until it is stopped. Each deployment allows one
+and runs their flow runs in this process until it is stopped. ``deploy_to_work_pool``
+registers them with a work pool instead, whose workers run them. Each deployment allows one
 flow run at a time, and a run scheduled while another is running waits for it.
 
     python -m flows.deploy --config flows/configs/movielens.yaml
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -43,6 +45,7 @@ DEPLOYMENTS: dict[str, tuple[Flow, dict, str]] = {
     "score": (score_promoted_flow, {}, "Score every user with the promoted release."),
 }
 TAGS = ["recsys-peft"]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def build_deployments(config: PipelineConfig, names: Sequence[str] | None = None,
@@ -69,6 +72,26 @@ def build_deployments(config: PipelineConfig, names: Sequence[str] | None = None
             tags=TAGS,
         ))
     return deployments
+
+
+def deploy_to_work_pool(config: PipelineConfig, work_pool: str, names: Sequence[str] | None = None,
+                        schedules: bool = True) -> list[str]:
+    """Register the deployments with a work pool, whose workers load the flows from this repository.
+
+    A ``process`` pool's worker must run on a machine that sees this repository at the same
+    path. Returns the deployment ids.
+    """
+    ids = []
+    for deployment in build_deployments(config, names, schedules):
+        flow = DEPLOYMENTS[deployment.name][0]
+        entrypoint = f"flows/{flow.fn.__module__.rsplit('.', 1)[-1]}.py:{flow.fn.__name__}"
+        source = Flow.from_source(source=str(REPO_ROOT), entrypoint=entrypoint)
+        ids.append(str(source.deploy(
+            name=deployment.name, work_pool_name=work_pool, parameters=deployment.parameters,
+            schedules=[s.schedule for s in deployment.schedules] or None, description=deployment.description,
+            tags=TAGS, concurrency_limit=deployment.concurrency_limit, build=False, push=False, print_next_steps=False,
+        )))
+    return ids
 
 
 def serve_deployments(config: PipelineConfig, names: Sequence[str] | None = None, schedules: bool = True,

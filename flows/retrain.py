@@ -32,6 +32,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.events import emit_event  # noqa: E402
 from prefect.runtime import deployment, flow_run  # noqa: E402
 from prefect.states import Completed, State  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from recsys_peft.config import PipelineConfig  # noqa: E402
 from recsys_peft.dataset.snapshot import DataSnapshot, load_snapshot  # noqa: E402
@@ -206,17 +207,17 @@ def _train(config: PipelineConfig, snapshot: DataSnapshot, plan: RetrainPlan,
         view = candidates.base_view(snapshot, registry.base_meta(base_id))
 
     hashes = {d.segment: d.data_hash for d in plan.segments}
-    futures = []
+    arguments = []
     for segment in plan.segments_to_train:
         index = list(view.segments.names).index(segment)
         key = digest("adapter", base_id, snapshot.snapshot_id, segment, hashes[segment], config_hash, code_version())
-        futures.append(finetune.submit(config, view, base_id, index, hashes[segment], key))
+        arguments.append((config, view, base_id, index, hashes[segment], key))
+    futures = [finetune.submit(*args) for args in arguments]
     outcomes = []
-    for future in futures:
+    for args, future in zip(arguments, futures):
         outcome = future.result()
         if outcome["version"] not in registry.list_adapters(base_id, outcome["segment"]):
-            raise RuntimeError(f"adapter version {outcome['version']} of segment {outcome['segment']!r} is missing "
-                               f"from registry {registry.url}; rerun with refresh_cache=True on the finetune task")
+            outcome = finetune.with_options(refresh_cache=True)(*args)  # a cached version removed since
         adapters[outcome["segment"]] = outcome["version"]
         outcomes.append(outcome)
     return base_id, adapters, outcomes
@@ -235,7 +236,9 @@ def _finish(config: PipelineConfig, record: dict, outcome: str, reason: str) -> 
     return Completed(name=outcome.capitalize(), message=reason, data={**record, "record_path": str(path)})
 
 
-@flow(name="recsys-peft-retrain", log_prints=False)
+# One task at a time by default: training seeds torch's global random generator, which threads
+# of one process share. A Dask runner with one thread per worker fans segments out safely.
+@flow(name="recsys-peft-retrain", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=1))
 def retrain_flow(config: PipelineConfig | None = None, base_due: bool = False, slot: str = "",
                  retention: bool = True) -> State:
     """Run one scheduled retraining; the result is the run record, also saved as JSON."""

@@ -13,10 +13,14 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from typer.testing import CliRunner
+
 from recsys_peft.adapters.lora import LoRAConfig
+from recsys_peft.cli import app
 from recsys_peft.config import PipelineConfig
 from recsys_peft.config_file import to_yaml
 from recsys_peft.registry.store import Registry
@@ -113,7 +117,7 @@ def served(synthetic_log, tmp_path_factory):
                    "Starting webserver" in serve_log.read_text() or _deployment_count(url) == 4,
                    "serve", runner, serve_log)
         with temporary_settings({PREFECT_API_URL: url}):
-            yield url, config
+            yield url, config, config_path
     finally:
         for process in (runner, server):
             if process is not None:
@@ -135,7 +139,7 @@ def trigger(name: str, parameters: dict | None = None):
 
 
 def test_deployments_have_cron_schedules(served):
-    url, config = served
+    url, config, _ = served
 
     with get_client(sync_client=True) as client:
         deployments = {d.name: d for d in client.read_deployments()}
@@ -148,7 +152,7 @@ def test_deployments_have_cron_schedules(served):
 
 
 def test_retrain_through_api_promotes(served):
-    url, config = served
+    url, config, _ = served
 
     flow_run = trigger("recsys-peft-retrain/retrain")
 
@@ -161,7 +165,7 @@ def test_retrain_through_api_promotes(served):
 
 
 def test_worse_candidate_through_api_kept(served):
-    url, config = served
+    url, config, _ = served
     weak = test_config(Path(config.raw_dir), Path(config.work_dir), learning_rate=1e-6)
     before = Registry(Path(config.work_dir) / "registry").history()
 
@@ -176,7 +180,7 @@ def test_worse_candidate_through_api_kept(served):
 
 
 def test_score_uses_promoted_release(served, synthetic_log):
-    url, config = served
+    url, config, _ = served
     current = Registry(Path(config.work_dir) / "registry").current()
 
     flow_run = trigger("recsys-peft-score-promoted/score")
@@ -190,3 +194,21 @@ def test_score_uses_promoted_release(served, synthetic_log):
     assert table.num_rows == synthetic_log.num_users * config.top_k
     assert pc.count_distinct(pc.binary_join_element_wise(
         table["user_id"], pc.cast(table["rank"], "string"), "/")).as_py() == table.num_rows
+
+
+def test_deploy_command_registers_work_pool(served):
+    # Last in this module: it replaces the served "score" deployment with one of the work pool.
+    url, config, config_path = served
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name="test-pool", type="process"))
+
+    result = CliRunner().invoke(app, ["deploy", "--work-pool", "test-pool", "--config", str(config_path),
+                                      "--only", "score"])
+
+    assert result.exit_code == 0, result.output
+    assert "deployed 1 deployments to work pool test-pool" in result.output
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("recsys-peft-score-promoted/score")
+    assert deployment.work_pool_name == "test-pool"
+    assert deployment.entrypoint == "flows/score_promoted.py:score_promoted_flow"
+    assert [s.schedule.cron for s in deployment.schedules] == [YEARLY["score"]]

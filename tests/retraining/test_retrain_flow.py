@@ -9,7 +9,10 @@ import pyarrow.csv as pacsv
 import pytest
 import torch
 
+from typer.testing import CliRunner
+
 from flows.retrain import retrain_flow
+from recsys_peft.cli import app
 from recsys_peft.adapters.lora import LoRAConfig
 from recsys_peft.config import PipelineConfig
 from recsys_peft.registry.store import Registry
@@ -159,3 +162,14 @@ def test_repeated_slot_not_promoted_twice(runs, prefect_harness, monkeypatch):
     assert again["outcome"] == "kept"
     assert "slot 'test/better' was already promoted" in again["reason"]
     assert registry.history()[0] == records["first"]["release_id"]
+
+
+def test_history_command_prints_runs(runs):
+    config, records = runs
+
+    result = CliRunner().invoke(app, ["history", "--set", f"work_dir={config.work_dir}"])
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "candidate" in lines[0] and "promoted" in lines[0]
+    assert sum(line.split()[1] in ("promoted", "kept") for line in lines[2:]) >= 4
