@@ -78,7 +78,7 @@ def deploy_to_work_pool(config: PipelineConfig, work_pool: str, names: Sequence[
                         schedules: bool = True) -> list[str]:
     """Register the deployments with a work pool, whose workers load the flows from this repository.
 
-    A ``process`` pool's worker must run on a machine that sees this repository at the same
+    A ``process`` pool's worker must run on a machine that has this repository at the same
     path. Returns the deployment ids.
     """
     ids = []

@@ -58,7 +58,7 @@ def content_key(context: object, parameters: dict) -> str:
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
 def ingest_new(config: PipelineConfig) -> dict:
-    """Add new raw files to the store; a file whose content the store holds is skipped."""
+    """Add new raw files to the store; a file whose content the store already contains is skipped."""
     started = time.perf_counter()
     raw_dir = Path(config.raw_dir)
     if config.fetch_movielens:
@@ -192,7 +192,7 @@ def schedule_slot(explicit: str) -> str:
 
 def _train(config: PipelineConfig, snapshot: DataSnapshot, plan: RetrainPlan,
            promoted_release: str | None) -> tuple[str, dict[str, str], list[dict]]:
-    """Train the candidate the plan asks for; return its base id, adapters by segment and outcomes."""
+    """Train the candidate that the plan requests; return its base id, adapters by segment and outcomes."""
     registry = Registry(registry_url(config))
     config_hash = digest(config.to_dict())
     if plan.retrain_base:

@@ -21,7 +21,7 @@ def _names(only: str) -> list[str] | None:
 
 def serve(config_file: Path | None = CONFIG, overrides: list[str] = SET, only: str = ONLY,
           no_schedules: bool = NO_SCHEDULES,
-          limit: int | None = typer.Option(None, "--limit", min=1, help="Most flow runs at once in this process."),
+          limit: int | None = typer.Option(None, "--limit", min=1, help="Maximum number of flow runs at once in this process."),
           debug: bool = DEBUG) -> None:
     """Serve the scheduled deployments from this process against the Prefect API in PREFECT_API_URL.
 

@@ -6,7 +6,7 @@
 Every rank builds the same model from the same seed. ``DistributedModelParallel`` shards the
 ``EmbeddingBagCollection`` (table-wise by default, or row-wise) and wraps the dense layers in
 ``DistributedDataParallel``. Each global batch of ``batch_size`` examples is split evenly over
-the ranks, so one step sees the same examples as one single-process step, but each rank's
+the ranks, so one step trains on the same examples as one single-process step, but each rank's
 in-batch softmax only uses its own share of the batch as negatives. The dense layers train
 with ``torch.optim.Adam``. The tables train with Adagrad fused into the backward pass, because
 FBGEMM's CPU kernels (fbgemm-gpu-cpu 1.8.0) support only SGD and the Adagrad variants, not Adam.

@@ -348,14 +348,14 @@ class Registry:
         with self._promotion_lock():
             pointer = self._current_pointer()
             promoted = ([pointer["release_id"]] if pointer["release_id"] else []) + list(pointer["history"])
-            kept = promoted[:keep_releases]
-            if not kept:
+            retained = promoted[:keep_releases]
+            if not retained:
                 return removed
-            cutoff = min(self.release(r).created_at for r in kept)
+            cutoff = min(self.release(r).created_at for r in retained)
             releases = {r: self.release(r) for r in self.list_releases()}
             stale = [r for r, release in releases.items()
-                     if r not in kept and (r in promoted or release.created_at < cutoff)]
-            self._replace_current({**pointer, "history": kept[1:], "updated_at": now()})
+                     if r not in retained and (r in promoted or release.created_at < cutoff)]
+            self._replace_current({**pointer, "history": retained[1:], "updated_at": now()})
             for release_id in stale:
                 self.fs.rm(self._path("releases", f"{release_id}.json"))
                 removed["releases"].append(release_id)

@@ -28,7 +28,7 @@ class RetrainConfig:
     timezone: str = "UTC"
     promotion_margin: float = 0.0
     # The base model is retrained when the vocabulary has grown by more than this fraction of
-    # the ids the promoted base knows (users and items together).
+    # the ids the promoted base has rows for (users and items together).
     vocabulary_growth_threshold: float = 0.05
     holdout_days: int = 7
     min_holdout_users: int = 20

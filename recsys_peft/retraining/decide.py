@@ -1,6 +1,6 @@
 """What a retraining run retrains, and whether its candidate replaces the promoted release.
 
-The base model is retrained when its schedule says so, when nothing is promoted yet, when a
+The base model is retrained on its schedule, when nothing is promoted yet, when a
 user attribute or the tag list has values the promoted base has no rows for, or when the
 vocabulary has grown past ``vocabulary_growth_threshold``; every adapter is then retrained
 with it. Otherwise a segment's adapter is retrained only when the segment's data hash
@@ -17,7 +17,7 @@ from recsys_peft.retraining.config import RetrainConfig
 
 @dataclass(frozen=True)
 class PromotedState:
-    """What the decision needs to know about the promoted release and its base model."""
+    """Facts about the promoted release and its base model that the decision reads."""
 
     release_id: str
     base_id: str
@@ -111,7 +111,7 @@ def plan_retraining(promoted: PromotedState | None, snapshot: DataSnapshot, data
 
 @dataclass(frozen=True)
 class PromotionDecision:
-    """Whether the candidate replaces the promoted release, with both scores and the reason."""
+    """The verdict on a candidate: promote or keep, with both scores and the reason."""
 
     promote: bool
     reason: str

@@ -41,7 +41,7 @@ def load_run_records(work_dir: str | Path) -> list[dict]:
 def metric_history(work_dir: str | Path) -> pd.DataFrame:
     """Return one row per run, model (candidate or promoted) and segment, oldest run first.
 
-    The segment ``<overall>`` holds every held-out user. Runs that trained nothing have no rows.
+    The segment ``<overall>`` contains every held-out user. Runs that trained nothing have no rows.
     """
     rows = []
     for record in load_run_records(work_dir):

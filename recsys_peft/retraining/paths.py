@@ -1,4 +1,4 @@
-"""Where scheduled retraining reads and writes, all under the pipeline's work folder by default."""
+"""Paths that scheduled retraining reads and writes, all under the pipeline's work folder by default."""
 
 from __future__ import annotations
 

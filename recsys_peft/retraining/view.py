@@ -1,4 +1,4 @@
-"""A snapshot cut down to the ids and feature values an older base model knows.
+"""A snapshot cut down to the ids and feature values an older base model has rows for.
 
 The vocabulary only grows, so the first ``num_users`` users and ``num_items`` items of a newer
 snapshot are the ids an older model was trained with. Restricting to them lets that model
@@ -74,7 +74,7 @@ def write_restricted_vocabulary(store_dir: str | Path, out_dir: str | Path, num_
 
     An export copies the vocabulary of the store it is given, and scoring maps ids through it,
     so a model of an older vocabulary is exported with this folder as its store. Returns
-    ``out_dir``, which then holds ``vocab/`` only.
+    ``out_dir``, which then contains ``vocab/`` only.
     """
     source, out_dir = Path(store_dir) / "vocab", Path(out_dir)
     with atomic.replace_dir(out_dir) as staging:

@@ -19,16 +19,13 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from typer.testing import CliRunner
 
-from recsys_peft.adapters.lora import LoRAConfig
 from recsys_peft.cli import app
 from recsys_peft.config import PipelineConfig
 from recsys_peft.config_file import to_yaml
 from recsys_peft.registry.store import Registry
-from recsys_peft.retraining.config import RetrainConfig
 from recsys_peft.retraining.history import load_run_records
 from recsys_peft.scoring.output import read_latest, read_latest_run
-from recsys_peft.training.finetune import FinetuneConfig
-from recsys_peft.training.loop import TrainConfig
+from tests.retraining.configs import tiny_retrain_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,15 +41,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(check, what: str, process: subprocess.Popen, log: Path) -> None:
+def wait_until(check, service: str, process: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"{service} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         if check():
             return
         time.sleep(0.5)
-    raise TimeoutError(f"{what} not ready after {STARTUP_SECONDS} s:\n{log.read_text()[-3000:]}")
+    raise TimeoutError(f"{service} not ready after {STARTUP_SECONDS} s:\n{log.read_text()[-3000:]}")
 
 
 def healthy(url: str) -> bool:
@@ -73,19 +70,8 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def test_config(raw_dir: Path, work_dir: Path, learning_rate: float = 5e-3) -> PipelineConfig:
-    return PipelineConfig(
-        source_spec=str(raw_dir / "spec.yaml"), segment_spec=str(ROOT / "features" / "segments" / "gender_x_age.yaml"),
-        raw_dir=str(raw_dir), work_dir=str(work_dir), fetch_movielens=False, top_k=5,
-        model_overrides={"embedding_dim": 16, "hidden_dim": 32, "history_length": 10, "recent_length": 3},
-        pretrain=TrainConfig(epochs=2, batch_size=64, learning_rate=learning_rate),
-        finetune=FinetuneConfig(lora=LoRAConfig(r=4, alpha=8.0),
-                                train=TrainConfig(epochs=2, batch_size=32, learning_rate=1e-2), min_users=5),
-        retraining=RetrainConfig(schedules=dict(YEARLY), min_holdout_users=5, promotion_margin=0.01),
-    )
-
-
-test_config.__test__ = False  # a helper, not a test
+def served_config(raw_dir: Path, work_dir: Path, learning_rate: float = 5e-3) -> PipelineConfig:
+    return tiny_retrain_config(raw_dir, work_dir, learning_rate, schedules=dict(YEARLY), promotion_margin=0.01)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +80,7 @@ def served(synthetic_log, tmp_path_factory):
     folder = tmp_path_factory.mktemp("served")
     raw_dir = folder / "raw"
     shutil.copytree(synthetic_log.folder, raw_dir)
-    config = test_config(raw_dir, folder / "work")
+    config = served_config(raw_dir, folder / "work")
     config_path = folder / "config.yaml"
     config_path.write_text(to_yaml(config), encoding="utf-8")
 
@@ -166,7 +152,7 @@ def test_retrain_through_api_promotes(served):
 
 def test_worse_candidate_through_api_kept(served):
     url, config, _ = served
-    weak = test_config(Path(config.raw_dir), Path(config.work_dir), learning_rate=1e-6)
+    weak = served_config(Path(config.raw_dir), Path(config.work_dir), learning_rate=1e-6)
     before = Registry(Path(config.work_dir) / "registry").history()
 
     flow_run = trigger("recsys-peft-retrain/retrain", {"config": weak.to_dict()})

@@ -66,8 +66,10 @@ def test_restrict_to_older_vocabulary(snapshot):
 
     view = restrict_snapshot(snapshot, num_users, num_items, cardinalities, len(snapshot.features.tag_values))
 
-    assert view.log.num_users == num_users and view.log.num_items == num_items
-    assert view.log.users.max() < num_users and view.log.items.max() < num_items
+    assert view.log.num_users == num_users
+    assert view.log.num_items == num_items
+    assert view.log.users.max() < num_users
+    assert view.log.items.max() < num_items
     assert view.features.user_attributes.shape[0] == num_users
     assert len(view.features.item_tags.offsets) == num_items + 1
     assert view.segments.user_segments.shape == (num_users,)

@@ -13,30 +13,11 @@ from typer.testing import CliRunner
 
 from flows.retrain import retrain_flow
 from recsys_peft.cli import app
-from recsys_peft.adapters.lora import LoRAConfig
-from recsys_peft.config import PipelineConfig
 from recsys_peft.registry.store import Registry
-from recsys_peft.retraining.config import RetrainConfig
 from recsys_peft.retraining.history import OVERALL, load_run_records, metric_history
-from recsys_peft.training.finetune import FinetuneConfig
-from recsys_peft.training.loop import TrainConfig
+from tests.retraining.configs import tiny_retrain_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def retrain_config(raw_dir: Path, work_dir: Path, learning_rate: float = 5e-3) -> PipelineConfig:
-    """A tiny model; a learning rate of 1e-6 leaves the base model close to its random start."""
-    return PipelineConfig(
-        source_spec=str(raw_dir / "spec.yaml"), segment_spec=str(ROOT / "features" / "segments" / "gender_x_age.yaml"),
-        raw_dir=str(raw_dir), work_dir=str(work_dir), fetch_movielens=False, top_k=5,
-        model_overrides={"embedding_dim": 16, "hidden_dim": 32, "history_length": 10, "recent_length": 3},
-        pretrain=TrainConfig(epochs=2, batch_size=64, learning_rate=learning_rate),
-        finetune=FinetuneConfig(lora=LoRAConfig(r=4, alpha=8.0),
-                                train=TrainConfig(epochs=2, batch_size=32, learning_rate=1e-2), min_users=5),
-        retraining=RetrainConfig(min_holdout_users=5, promotion_margin=0.01),
-    )
 
 
 def append_events(raw_dir: Path, user: str, items: list[str], start: int) -> None:
@@ -54,7 +35,8 @@ def runs(prefect_harness, synthetic_log, tmp_path_factory):
     raw_dir = tmp_path_factory.mktemp("retrain") / "raw"
     shutil.copytree(synthetic_log.folder, raw_dir)
     work_dir = raw_dir.parent / "work"
-    good, weak = retrain_config(raw_dir, work_dir), retrain_config(raw_dir, work_dir, learning_rate=1e-6)
+    good = tiny_retrain_config(raw_dir, work_dir, promotion_margin=0.01)
+    weak = tiny_retrain_config(raw_dir, work_dir, learning_rate=1e-6, promotion_margin=0.01)
     records = {}
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setattr(torch, "set_num_threads", lambda threads: None)
@@ -171,5 +153,6 @@ def test_history_command_prints_runs(runs):
 
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert "candidate" in lines[0] and "promoted" in lines[0]
+    assert "candidate" in lines[0]
+    assert "promoted" in lines[0]
     assert sum(line.split()[1] in ("promoted", "kept") for line in lines[2:]) >= 4
