@@ -47,7 +47,7 @@ def holdout_targets(snapshot: DataSnapshot, days: int, min_users: int) -> Holdou
 
 
 @torch.no_grad()
-def _item_vectors(model: torch.nn.Module, snapshot: DataSnapshot) -> torch.Tensor:
+def item_vectors(model: torch.nn.Module, snapshot: DataSnapshot) -> torch.Tensor:
     """Return the vectors of the snapshot's items, which may be fewer than the model's."""
     num_items = snapshot.log.num_items
     if model.config.num_items == num_items:
@@ -91,7 +91,7 @@ def score_holdout(model: torch.nn.Module, slots: np.ndarray | None, snapshot: Da
     ``slots`` (U,) routes each user to its adapter slot, -1 or None for the base model.
     """
     model.eval()
-    ranks = rank_targets(model, snapshot.log, snapshot.features, targets, _item_vectors(model, snapshot), slots)
+    ranks = rank_targets(model, snapshot.log, snapshot.features, targets, item_vectors(model, snapshot), slots)
     metrics = ranking_metrics(ranks, K)
     return HoldoutScores(targets.users, snapshot.segments.user_segments[targets.users],
                          metrics[f"ndcg@{K}"], metrics[f"hr@{K}"])

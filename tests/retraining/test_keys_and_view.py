@@ -4,10 +4,12 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from recsys_peft.dataset.log import InteractionLog
 from recsys_peft.dataset.split import leave_one_out
-from recsys_peft.retraining.holdout import MICROSECONDS_PER_DAY, holdout_targets
+from recsys_peft.models.two_tower import TwoTowerModel
+from recsys_peft.retraining.holdout import MICROSECONDS_PER_DAY, holdout_targets, item_vectors, score_holdout
 from recsys_peft.retraining.keys import code_version, digest, segment_data_hashes
 from recsys_peft.retraining.view import restrict_snapshot
 
@@ -88,3 +90,23 @@ def test_restrict_is_identity_when_it_fits(snapshot):
 def test_restrict_rejects_newer_model(snapshot):
     with pytest.raises(ValueError, match="does not fit snapshot"):
         restrict_snapshot(snapshot, snapshot.log.num_users + 1, snapshot.log.num_items, {}, 0)
+
+
+def test_two_vocabularies_score_one_view(snapshot, pretrained, tiny_config):
+    features = snapshot.features
+    num_users, num_items = snapshot.log.num_users - 10, snapshot.log.num_items - 20
+    view = restrict_snapshot(snapshot, num_users, num_items, features.attribute_cardinalities,
+                             len(features.tag_values))
+    torch.manual_seed(0)
+    older = TwoTowerModel(dataclasses.replace(tiny_config, num_users=num_users, num_items=num_items)).eval()
+    targets = holdout_targets(view, days=7, min_users=1).targets
+
+    newer_scores = score_holdout(pretrained.model, None, view, targets)
+    older_scores = score_holdout(older, None, view, targets)
+
+    assert np.array_equal(newer_scores.users, older_scores.users)
+    assert ((newer_scores.ndcg >= 0) & (newer_scores.ndcg <= 1)).all()
+    assert ((older_scores.ndcg >= 0) & (older_scores.ndcg <= 1)).all()
+    # The newer model's vectors of the view's items are its own vectors of those items.
+    full = pretrained.model.all_item_embeddings(features.item_tags)[:num_items]
+    assert torch.allclose(item_vectors(pretrained.model, view), full, atol=1e-6)
