@@ -21,7 +21,7 @@ NEW_USERS, NEW_ITEMS = 10, 20
 
 @pytest.fixture
 def older_release(snapshot, store, synthetic_log, tmp_path):
-    """Promote a base model trained before the last 10 users and 20 items arrived; return the config."""
+    """Promote a base model trained before the last 10 users and 20 items arrived; return the config and release."""
     work_dir = tmp_path / "work"
     work_dir.mkdir()
     (work_dir / "store").symlink_to(store.store_dir)  # read only: scoring writes outside the store
