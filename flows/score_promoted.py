@@ -4,7 +4,8 @@
 
 Scoring always reads the release that ``CURRENT.json`` of the registry names at the start of
 the run. A release is exported once, to ``WORK_DIR/exports/<release id>``, and later runs reuse
-that export. The scoring job itself reuses finished partitions of an interrupted run, so a
+that export. The export carries the segment spec, so users who arrived after it get the
+popularity fallback of their own segment. The scoring job itself reuses finished partitions of an interrupted run, so a
 retried run writes no row twice.
 """
 
@@ -43,7 +44,8 @@ def export_promoted(config: PipelineConfig) -> dict:
         get_run_logger().info("export release=%s reused=True path=%s", release_id, folder)
         return {"export_dir": str(folder), "release_id": release_id}
 
-    snapshot = load_snapshot(store_dir(config), load_segment_spec(config.segment_spec), config.user_attributes)
+    segment_spec = load_segment_spec(config.segment_spec)
+    snapshot = load_snapshot(store_dir(config), segment_spec, config.user_attributes)
     view = base_view(snapshot, loaded.base_meta)
     slots = route(view, loaded.adapters).slots
     vocabulary_source = store_dir(config)
@@ -54,7 +56,7 @@ def export_promoted(config: PipelineConfig) -> dict:
             view.log.num_items, loaded.base_meta.get("vocabulary_version", ""))
     manifest = export_model(loaded.adapted, view, slots, folder, vocabulary_source, {
         "base_model_hash": loaded.base_meta["weights_hash"], "release_id": release_id, "registry": registry.url,
-    }, seed=config.seed)
+    }, seed=config.seed, segment_spec=segment_spec)
     get_run_logger().info("export release=%s reused=False model_version=%s parity_max_abs_diff=%.2e path=%s",
                           release_id, manifest["model_version"], manifest["parity"]["max_abs_diff"], folder)
     return {"export_dir": str(folder), "release_id": release_id}
