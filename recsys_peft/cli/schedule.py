@@ -25,7 +25,8 @@ def serve(config_file: Path | None = CONFIG, overrides: list[str] = SET, only: s
           debug: bool = DEBUG) -> None:
     """Serve the scheduled deployments from this process against the Prefect API in PREFECT_API_URL.
 
-    Runs until interrupted. Without PREFECT_API_URL, Prefect starts a temporary local server.
+    Runs until interrupted. Set PREFECT_API_URL first: without it, the active Prefect profile
+    decides whether a temporary server starts, and its runs end with this process.
     """
     with reported_failures(debug):
         config = resolve_config(config_file, overrides, need_raw=False)
