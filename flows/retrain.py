@@ -42,7 +42,7 @@ from recsys_peft.ingest.spec import load_source_spec  # noqa: E402
 from recsys_peft.registry.store import PromotionConflict, Registry  # noqa: E402
 from recsys_peft.retraining import candidate as candidates  # noqa: E402
 from recsys_peft.retraining.decide import RetrainPlan, plan_retraining, promotion_decision  # noqa: E402
-from recsys_peft.retraining.history import save_run_record  # noqa: E402
+from recsys_peft.retraining.history import load_run_records, previous_score, save_run_record  # noqa: E402
 from recsys_peft.retraining.keys import code_version, digest, segment_data_hashes  # noqa: E402
 from recsys_peft.retraining.paths import registry_url, store_dir  # noqa: E402
 from recsys_peft.retraining.retention import prune_quarantine, prune_run_records  # noqa: E402
@@ -181,6 +181,25 @@ def apply_retention(config: PipelineConfig) -> dict:
     return removed
 
 
+def check_degradation(config: PipelineConfig, release_id: str, metrics: dict) -> dict | None:
+    """Compare the promoted release's held-out score with the last one recorded; emit an event on a drop.
+
+    Returns None when the score did not fall by more than ``retraining.degradation_alert``.
+    """
+    before = previous_score(load_run_records(config.work_dir), release_id)
+    now = float(metrics["ndcg@10"])
+    if before is None or before - now <= config.retraining.degradation_alert:
+        return None
+    degraded = {"release_id": release_id, "previous_ndcg@10": before, "ndcg@10": now,
+                "alert": config.retraining.degradation_alert}
+    get_run_logger().warning("degraded release=%s previous_ndcg@10=%.4f ndcg@10=%.4f alert=%.4f", release_id,
+                             before, now, config.retraining.degradation_alert)
+    emit_event(event=f"{EVENT_PREFIX}.degraded",
+               resource={"prefect.resource.id": f"recsys-peft.registry.{registry_url(config)}",
+                         "prefect.resource.name": "recsys-peft registry"}, payload=degraded)
+    return degraded
+
+
 def schedule_slot(explicit: str) -> str:
     """Return ``explicit``, or for a scheduled run its deployment and scheduled start, or ''."""
     if explicit:
@@ -267,6 +286,8 @@ def retrain_flow(config: PipelineConfig | None = None, base_due: bool = False, s
     evaluation = evaluate(config, snapshot, base_id, adapters, promoted_release, scope)
     record.update(holdout_window=evaluation["window"], holdout_metrics=evaluation["metrics"],
                   promotion=evaluation["decision"])
+    if promoted_release:
+        record["degraded"] = check_degradation(config, promoted_release, evaluation["metrics"]["promoted"])
     decision = evaluation["decision"]
     if decision["promote"]:
         result = promote(config, base_id, adapters, promoted_release, slot, decision["reason"])

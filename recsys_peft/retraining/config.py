@@ -30,6 +30,9 @@ class RetrainConfig:
     # The base model is retrained when the vocabulary has grown by more than this fraction of
     # the ids the promoted base has rows for (users and items together).
     vocabulary_growth_threshold: float = 0.05
+    # A run flags drift when the promoted release's held-out NDCG@10 fell by more than this
+    # (absolute) since the last run that scored it.
+    degradation_alert: float = 0.02
     holdout_days: int = 7
     min_holdout_users: int = 20
     registry_url: str = ""           # empty: WORK_DIR/registry
@@ -54,6 +57,8 @@ class RetrainConfig:
                                  f"{self.timezone!r}: {cron!r}") from None
         if self.promotion_margin < 0:
             raise ValueError(f"RetrainConfig.promotion_margin must be at least 0, got {self.promotion_margin}")
+        if self.degradation_alert < 0:
+            raise ValueError(f"RetrainConfig.degradation_alert must be at least 0, got {self.degradation_alert}")
         if self.vocabulary_growth_threshold < 0:
             raise ValueError("RetrainConfig.vocabulary_growth_threshold must be at least 0, "
                              f"got {self.vocabulary_growth_threshold}")

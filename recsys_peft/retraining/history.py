@@ -38,6 +38,21 @@ def load_run_records(work_dir: str | Path) -> list[dict]:
     return [atomic.read_json(path) for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
 
 
+def previous_score(records: list[dict], release_id: str) -> float | None:
+    """Return the held-out NDCG@10 of ``release_id`` in the newest record that scored it, or None.
+
+    A release is scored as the candidate of the run that promoted it, and as the promoted
+    release of every later run that trained a candidate.
+    """
+    for record in reversed(records):
+        metrics = record.get("holdout_metrics", {})
+        if record.get("promoted_before") == release_id and metrics.get("promoted"):
+            return float(metrics["promoted"]["ndcg@10"])
+        if record.get("release_id") == release_id and record.get("outcome") == "promoted":
+            return float(metrics["candidate"]["ndcg@10"])
+    return None
+
+
 def metric_history(work_dir: str | Path) -> pd.DataFrame:
     """Return one row per run, model (candidate or promoted) and segment, oldest run first.
 

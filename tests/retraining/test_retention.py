@@ -1,4 +1,4 @@
-"""Retention of recommendation runs, quarantine files and run records, and the promotion lock."""
+"""Retention of recommendation runs, quarantine files and run records; the lock; earlier scores."""
 
 from datetime import date, datetime, timezone
 
@@ -6,7 +6,7 @@ import pytest
 
 from recsys_peft import atomic
 from recsys_peft.registry.lock import LockTimeout, file_lock
-from recsys_peft.retraining.history import runs_folder, save_run_record
+from recsys_peft.retraining.history import previous_score, runs_folder, save_run_record
 from recsys_peft.retraining.retention import prune_quarantine, prune_recommendations, prune_run_records
 
 
@@ -70,3 +70,16 @@ def test_held_lock_times_out(tmp_path):
 
     with file_lock(tmp_path, timeout_seconds=0.2):
         assert (tmp_path / ".promotion.lock").is_file()
+
+
+def test_previous_score_newest_first():
+    records = [
+        {"release_id": "r1", "outcome": "promoted", "holdout_metrics": {"candidate": {"ndcg@10": 0.30}}},
+        {"promoted_before": "r1", "outcome": "kept",
+         "holdout_metrics": {"candidate": {"ndcg@10": 0.10}, "promoted": {"ndcg@10": 0.25}}},
+        {"promoted_before": "r1", "outcome": "unchanged", "holdout_metrics": {}},
+    ]
+
+    assert previous_score(records, "r1") == 0.25
+    assert previous_score(records[:1], "r1") == 0.30
+    assert previous_score(records, "r2") is None

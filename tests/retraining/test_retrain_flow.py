@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from flows.retrain import retrain_flow
 from recsys_peft.cli import app
 from recsys_peft.registry.store import Registry
-from recsys_peft.retraining.history import OVERALL, load_run_records, metric_history
+from recsys_peft.retraining.history import OVERALL, load_run_records, metric_history, save_run_record
 from tests.retraining.configs import tiny_retrain_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -156,3 +156,18 @@ def test_history_command_prints_runs(runs):
     assert "candidate" in lines[0]
     assert "promoted" in lines[0]
     assert sum(line.split()[1] in ("promoted", "kept") for line in lines[2:]) >= 4
+
+
+def test_drop_since_last_run_flagged(runs, prefect_harness, monkeypatch):
+    config, records = runs
+    monkeypatch.setattr(torch, "set_num_threads", lambda threads: None)
+    current = Registry(Path(config.work_dir) / "registry").current().release_id
+    # A record as if the current release had scored 0.99 when it was promoted.
+    save_run_record(config.work_dir, {"run_key": "earlier", "release_id": current, "outcome": "promoted",
+                                      "holdout_metrics": {"candidate": {"ndcg@10": 0.99}}})
+
+    record = retrain_flow(config, base_due=True, slot="test/degraded")
+
+    assert record["degraded"]["release_id"] == current
+    assert record["degraded"]["previous_ndcg@10"] == 0.99
+    assert record["degraded"]["ndcg@10"] == record["holdout_metrics"]["promoted"]["ndcg@10"]
