@@ -1,20 +1,18 @@
 """One writer per store: ingest runs and deletions on the same store take turns.
 
-The lock is an advisory ``flock`` on ``.<store name>.lock`` beside the store (outside it, so a
-failed first run leaves no store folder behind). It holds between processes on one machine and
-is released when the holder exits, even by a crash. NOTE: ``flock`` is not
-reliable on every network file system; a store shared between machines needs Prefect's
-concurrency limits (or one scheduled writer) instead.
+The lock is an advisory ``flock`` (``recsys_peft.file_lock``) on ``.<store name>.lock`` beside
+the store, outside it, so a failed first run leaves no store folder behind. It holds between
+processes on one machine; a store shared between machines needs Prefect's concurrency limits
+(or one scheduled writer) instead.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from recsys_peft.file_lock import exclusive_lock
 
 DEFAULT_TIMEOUT_SECONDS = 600.0
 POLL_SECONDS = 0.1
@@ -33,21 +31,12 @@ def lock_path(store_dir: str | Path) -> Path:
 @contextmanager
 def store_lock(store_dir: str | Path, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Iterator[None]:
     """Hold the store's write lock inside the block, waiting up to ``timeout`` seconds for it."""
-    store_dir = Path(store_dir).absolute()
-    store_dir.parent.mkdir(parents=True, exist_ok=True)
     path = lock_path(store_dir)
-    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise StoreLocked(f"store {store_dir} is locked by another ingest or deletion "
-                                      f"(lock file {path}); waited {timeout:g} s, try again when it ends") from None
-                time.sleep(POLL_SECONDS)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def timed_out() -> Exception:
+        return StoreLocked(f"store {Path(store_dir).absolute()} is locked by another ingest or deletion "
+                           f"(lock file {path}); waited {timeout:g} s, try again when it ends")
+
+    with exclusive_lock(path, timeout, timed_out, POLL_SECONDS):
         yield
-    finally:
-        os.close(handle)  # closing the descriptor releases the lock

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from recsys_peft.file_lock import exclusive_lock
 
 LOCK_FILE = ".promotion.lock"
 
@@ -25,21 +24,10 @@ def file_lock(folder: str | Path, timeout_seconds: float = 60.0, poll_seconds: f
     """
     Path(folder).mkdir(parents=True, exist_ok=True)
     path = Path(folder) / LOCK_FILE
-    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + timeout_seconds
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LockTimeout(f"promotion lock {path} was held by another process for more than "
-                                      f"{timeout_seconds:.0f} s; retry, or check for a stuck promotion") from None
-                time.sleep(poll_seconds)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-    finally:
-        os.close(handle)
+
+    def timed_out() -> Exception:
+        return LockTimeout(f"promotion lock {path} was held by another process for more than "
+                           f"{timeout_seconds:.0f} s; retry, or check for a stuck promotion")
+
+    with exclusive_lock(path, timeout_seconds, timed_out, poll_seconds):
+        yield
