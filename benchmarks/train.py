@@ -244,13 +244,15 @@ def main() -> None:
     attention.add_argument("--attention-batch-size", type=int, default=32, help="windows per batch (default: 32)")
     attention.add_argument("--attention-learning-rate", type=float, default=2e-3, help="Adam rate (default: 2e-3)")
     attention.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                           help="torch threads per run (default: all cores)")
+                           help="torch threads (default: all cores); on a machine shared with other jobs, 1 "
+                                "avoids threads waiting on each other")
     attention.add_argument("--attention-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.attention_worker:
         print(json.dumps(attention_run(json.loads(args.attention_worker))))
         return
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
+    load_at_start = os.getloadavg()[0]
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     if args.attention:
@@ -279,7 +281,8 @@ def main() -> None:
                   f"seconds_to_target={'not reached' if reached is None else f'{reached:.1f}'}", flush=True)
 
     write_results(args.out, "machine", {"platform": platform.platform(), "cpus": os.cpu_count(),
-                              "torch_threads": torch.get_num_threads()})
+                              "torch_threads": torch.get_num_threads(),
+                              "load_average_1min": {"start": load_at_start, "end": os.getloadavg()[0]}})
     write_results(args.out, "runs", runs)
     print(f"wrote {args.out}")
 
