@@ -66,8 +66,12 @@ def main() -> None:
     parser.add_argument("--model", default="two_tower", choices=["two_tower", "sasrec"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--work-dir", default="data/cache/bench")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="torch threads (default: all cores); on a machine shared with other jobs, 1 "
+                             "avoids threads waiting on each other")
     args = parser.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
+    load_at_start = os.getloadavg()[0]
 
     config = PipelineConfig(model=args.model)
     raw = fetch_movielens_100k(config.raw_dir)
@@ -94,7 +98,8 @@ def main() -> None:
         "config": config.to_dict(),
         "data": "MovieLens-100K (recbole==1.2.1 atomic files), leave-one-out by time",
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+                    "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "load_average_1min": {"start": load_at_start, "end": os.getloadavg()[0]}},
         "most_popular_ndcg@10": float(popular["ndcg@10"].mean()),
         "most_popular_hr@10": float(popular["hr@10"].mean()),
         "runs": runs,
