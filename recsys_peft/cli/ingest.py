@@ -8,7 +8,7 @@ import typer
 
 from recsys_peft.cli.common import CONFIG, DEBUG, SET, import_flows, print_config, resolve_config
 from recsys_peft.cli.console import setup_console
-from recsys_peft.cli.errors import EXIT_USAGE, fail, reported_failures
+from recsys_peft.cli.errors import EXIT_FAILED, EXIT_USAGE, fail, reported_failures
 from recsys_peft.ingest.delete import delete_users
 from recsys_peft.ingest.ingest import TooManyBadRowsError, ingest_source
 from recsys_peft.ingest.presets import detect_source_spec
@@ -44,10 +44,12 @@ def ingest(
             source_spec, raw_dir = load_source_spec(spec), source
         else:
             source_spec, raw_dir = detect_source_spec(source)
+    except (FileNotFoundError, ValueError) as error:  # the spec or the source folder: bad usage
+        fail(str(error), EXIT_USAGE)
+    try:
         summary = ingest_source(source_spec, raw_dir, store, max_bad_fraction=max_bad_fraction)
-    except (FileNotFoundError, TooManyBadRowsError, ValueError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+    except (OSError, TooManyBadRowsError, ValueError, RuntimeError) as error:  # the data: the work failed
+        fail(str(error), EXIT_FAILED)
     typer.echo(summary.log_line())
 
 
@@ -76,11 +78,12 @@ def delete_user(
 
     Example: recsys-peft delete-user 42 --store data/demo/store --recommendations data/demo/recommendations
     """
+    if any(not user_id.strip() for user_id in user_ids):
+        fail("user ids must not be empty", EXIT_USAGE)
     try:
         summary = delete_users(store, user_ids, tuple(recommendations))
     except (FileNotFoundError, KeyError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(error.args[0]) if error.args else str(error), EXIT_USAGE)
     typer.echo(f"delete users={len(summary.user_indices)} events_removed={summary.events_removed} "
                f"partitions_rewritten={len(summary.partitions_rewritten)} "
                f"recommendations_removed={summary.recommendations_removed} vocab={summary.vocabulary_version}")

@@ -6,6 +6,7 @@ import json
 
 import typer
 
+from recsys_peft.cli.errors import EXIT_USAGE, fail
 from recsys_peft.registry.store import Registry, RegistryError
 
 app = typer.Typer(no_args_is_help=True, help="List, promote and roll back base models and adapters.")
@@ -62,19 +63,35 @@ def promote_command(
 
     Example: recsys-peft registry promote data/demo/registry --segment F:25-34 --version VERSION
     """
+    if (base is None) == (segment is None):
+        fail("pass either --base, or --segment with --version", EXIT_USAGE)
+    if segment is not None and version is None:
+        fail("--segment needs --version: the adapter version to promote", EXIT_USAGE)
     registry = Registry(url)
     try:
-        if (base is None) == (segment is None):
-            raise RegistryError("pass either --base, or --segment with --version")
-        if segment is not None:
-            if version is None:
-                raise RegistryError("--segment needs --version: the adapter version to promote")
+        current = registry.current()
+        if current is not None and _already_current(registry, current, base, segment, version):
+            typer.echo(f"release {current.release_id} is already current with these versions; nothing promoted",
+                       err=True)
+            release = current
+        elif segment is not None:
             release = registry.promote_adapter(segment, version, note)
         else:
             release = registry.promote_latest(base, note)
     except (RegistryError, ValueError) as error:
         _fail(error)
     typer.echo(json.dumps(release.to_dict(), indent=2))
+
+
+def _already_current(registry: Registry, current, base: str | None, segment: str | None,
+                     version: str | None) -> bool:
+    """Tell whether the promotion asked for would only repeat the current release."""
+    if segment is not None:
+        return current.adapters.get(segment) == version
+    if current.base_id != base:
+        return False
+    return all(current.adapters.get(name) == (registry.list_adapters(base, name) or [None])[-1]
+               for name in registry.base_meta(base)["segments"])
 
 
 @app.command("rollback")
@@ -87,5 +104,6 @@ def rollback_command(url: str = URL,
     try:
         release = Registry(url).rollback(steps)
     except RegistryError as error:
-        _fail(error)
+        typer.echo(f"error: {error}; `recsys-peft registry list {url}` shows the releases", err=True)
+        raise typer.Exit(code=1) from None
     typer.echo(f"current release {release.release_id} base={release.base_id}")

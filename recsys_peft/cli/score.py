@@ -9,9 +9,11 @@ from pathlib import Path
 import typer
 
 from recsys_peft.cli.common import import_flows
+from recsys_peft.cli.console import setup_console
+from recsys_peft.cli.errors import EXIT_FAILED, EXIT_USAGE, fail
 from recsys_peft.export.model import check_export_folder
 from recsys_peft.scoring.recommend import DEFAULT_USER_CHUNK
-from recsys_peft.scoring.settings import ScoringSettings, UserSelection, today_utc
+from recsys_peft.scoring.settings import ScoringInputError, ScoringSettings, UserSelection, today_utc
 from recsys_peft.scoring.topk import DEFAULT_ITEM_CHUNK
 
 
@@ -65,11 +67,15 @@ def score(
     except (ValueError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
+    setup_console(debug)
     try:
         summary = flow_module.run_score_flow(settings, runner, workers or _cores(), dask_address)
-    except Exception as error:  # noqa: BLE001 - the CLI turns any failure into exit code 1
+    except ScoringInputError as error:
         if debug:
             traceback.print_exc()
-        typer.echo(f"error: scoring failed: {error}", err=True)
-        raise typer.Exit(1) from None
+        fail(str(error), EXIT_USAGE)
+    except Exception as error:  # noqa: BLE001 - the CLI turns any other failure into exit code 1
+        if debug:
+            traceback.print_exc()
+        fail(f"scoring failed: {error}", EXIT_FAILED)
     typer.echo(f"recommendations: {summary['path']}")

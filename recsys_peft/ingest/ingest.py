@@ -11,6 +11,7 @@ commit, so a run that fails at any point leaves the store as it was.
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,6 +34,7 @@ from recsys_peft.ingest.store import SCHEMA_VERSION, commit, link_tree, recover,
 from recsys_peft.ingest.validate import QUARANTINE_SCHEMA, validate_interactions
 from recsys_peft.ingest.vocab import vocabulary_version
 
+LOGGER = logging.getLogger(__name__)
 # Rows held in memory at once while spilling and while merging: about 100 bytes each.
 ROWS_IN_MEMORY = 500_000
 
@@ -57,6 +59,7 @@ class IngestSummary:
     files_ingested: tuple[str, ...] = ()
     files_skipped: tuple[str, ...] = ()
     partitions_written: tuple[str, ...] = ()
+    files_empty: tuple[str, ...] = ()   # ingested with no rows: a failed upstream export looks like this
 
     def log_line(self) -> str:
         """Return the summary as one ``key=value`` line, as the flow logs it."""
@@ -64,7 +67,8 @@ class IngestSummary:
                 f"files_skipped={len(self.files_skipped)} rows_read={self.rows_read} "
                 f"rows_written={self.rows_written} quarantined={self.rows_quarantined} "
                 f"deduplicated={self.rows_deduplicated} partitions_written={len(self.partitions_written)} "
-                f"users={self.users} items={self.items} vocab={self.vocabulary_version}")
+                f"users={self.users} items={self.items} vocab={self.vocabulary_version}"
+                + (f" empty_files={','.join(self.files_empty)}" if self.files_empty else ""))
 
 
 @dataclass
@@ -216,13 +220,18 @@ def _ingest_locked(spec: SourceSpec, raw_dir: Path, store_dir: Path, max_bad_fra
         if quarantined.num_rows:
             write_parquet(quarantined, staging / "quarantine" / f"{run_id}.parquet")
 
+        attribute_names = {by_path[path].name for path in attribute_files.values()}
         summary = IngestSummary(
             store_dir, sum(r.rows_read for r in reports), merged.rows_written, quarantined.num_rows,
             merged.rows_deduplicated, len(users), len(items), version, run_id,
             tuple(r.name for r in reports if r.status == "ingested"),
             tuple(r.name for r in reports if r.status == "skipped"),
             tuple(sorted(merged.partitions_written)),
+            tuple(r.name for r in reports if r.status == "ingested" and r.rows_read == 0
+                  and r.name not in attribute_names),
         )
+        for name in summary.files_empty:
+            LOGGER.warning("ingest file=%s rows_read=0: the file is empty or has only a header", name)
         files = dict(state.files)
         files.update({r.name: {"sha256": r.sha256, "bytes": r.size} for r in reports if r.status == "ingested"})
         atomic.write_json(staging / "runs" / f"{run_id}.json",

@@ -13,6 +13,7 @@ the 1-based line of the row in the file (the header is line 1 for delimited file
 
 from __future__ import annotations
 
+import csv
 import glob
 import gzip
 import io
@@ -204,6 +205,27 @@ def _iter_parquet(path: Path) -> Iterator[pa.Table]:
         first += table.num_rows
 
 
+def _first_line_with_wrong_field_count(path: Path, layout: FileLayout, delimiter: str) -> int | None:
+    """Return the number of the first line whose field count differs from the first line's.
+
+    Only called after a parse error, to say where it is. Commas honour quotes, like the reader.
+    """
+    with open_text(path, layout.encoding) as handle:
+        if delimiter == ",":
+            rows = ((number, len(fields)) for number, fields in enumerate(csv.reader(handle), start=1))
+        else:
+            rows = ((number, len(text.rstrip("\r\n").split(delimiter))) for number, text in enumerate(handle, start=1))
+        expected = len(layout.column_names) if layout.column_names else None
+        for number, count in rows:
+            if count <= 1 and expected != 1:
+                continue  # a blank line, which the reader keeps as a row of nulls
+            if expected is None:
+                expected = count
+            elif count != expected:
+                return number
+    return None
+
+
 def iter_raw_batches(path: str | Path, fmt: str, layout: FileLayout = FileLayout()) -> Iterator[pa.Table]:
     """Yield ``path`` in batches of string columns plus ``source_line`` (int64).
 
@@ -232,7 +254,11 @@ def iter_raw_batches(path: str | Path, fmt: str, layout: FileLayout = FileLayout
         else:
             raise ValueError(f"{path}: format {fmt!r} is not supported")
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, EOFError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: cannot be read as {fmt}: {error}") from error
+        where = ""
+        if "columns, got" in str(error) and delimiter is not None and len(delimiter) == 1:
+            line = _first_line_with_wrong_field_count(path, layout, delimiter)
+            where = f" (line {line})" if line is not None else ""
+        raise ValueError(f"{path}: cannot be read as {fmt}{where}: {error}") from error
 
 
 def read_raw_table(path: str | Path, fmt: str, layout: FileLayout = FileLayout()) -> pa.Table:

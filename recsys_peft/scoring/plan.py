@@ -42,7 +42,7 @@ from recsys_peft.ingest.store import INTERACTION_SCHEMA
 from recsys_peft.scoring.catalogue import CatalogueView, catalogue_view, index_in, vocabulary_ids
 from recsys_peft.scoring.inputs import PartitionInput, write_input_file
 from recsys_peft.scoring.output import run_folder, staging_folder
-from recsys_peft.scoring.settings import ScoringSettings
+from recsys_peft.scoring.settings import ScoringInputError, ScoringSettings
 from recsys_peft.scoring.users import encoder_names, user_features
 
 PLAN_FILE = "plan.json"
@@ -239,8 +239,8 @@ def _resolve_users(settings: ScoringSettings) -> tuple[pa.Table, dict]:
     if settings.users.kind == "segment":
         names = list(spec.get("segment_names", []))
         if settings.users.value not in names:
-            raise ValueError(f"segment {settings.users.value!r} is not in the export at {export_dir}; "
-                             f"its segments are {names}")
+            raise ScoringInputError(f"segment {settings.users.value!r} is not in the export at {export_dir}; "
+                                    f"its segments are {names}")
         keep = segments == names.index(settings.users.value)
         rows_store, rows_export, segments, slots, attributes = (
             rows_store[keep], rows_export[keep], segments[keep], slots[keep], attributes[keep])
@@ -258,11 +258,25 @@ def _resolve_users(settings: ScoringSettings) -> tuple[pa.Table, dict]:
 def _read_user_list(path: Path) -> pa.Array:
     if not path.is_file():
         raise FileNotFoundError(f"user list not found: {path}")
-    schema = pq.read_schema(path)
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise ScoringInputError(f"user list {path} is not a parquet file ({error}); write the ids as parquet "
+                                f"with a user_id column") from error
     if "user_id" not in schema.names:
-        raise ValueError(f"user list {path} needs a user_id column, found {schema.names}")
-    ids = pq.read_table(path, columns=["user_id"]).column("user_id").combine_chunks().cast(pa.string())
-    return pc.drop_null(pc.filter(ids, pc.not_equal(ids, "")))
+        raise ScoringInputError(f"user list {path} needs a user_id column, found {schema.names}")
+    ids = pq.read_table(path, columns=["user_id"]).column("user_id").combine_chunks()
+    try:
+        ids = ids.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise ScoringInputError(f"user list {path}: column user_id has type {ids.type}, expected strings or "
+                                f"integers") from error
+    empty = int(pc.sum(pc.fill_null(pc.equal(ids, ""), True)).as_py() or 0)
+    if empty:
+        row = int(np.flatnonzero(pc.fill_null(pc.equal(ids, ""), True).to_numpy(zero_copy_only=False))[0])
+        raise ScoringInputError(f"user list {path}: {empty} empty or null user_id value(s), the first at row "
+                                f"{row}; remove them or fill them in")
+    return ids
 
 
 def _store_user_attributes(store_dir: Path, rows_store: np.ndarray, names: list[str] | None) -> pa.Table:

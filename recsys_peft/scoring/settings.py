@@ -11,6 +11,10 @@ from recsys_peft.scoring.topk import DEFAULT_ITEM_CHUNK
 SELECTION_KINDS = ("all", "segment", "list")
 
 
+class ScoringInputError(ValueError):
+    """The users to score cannot be selected: an unknown segment, or an unreadable user list."""
+
+
 @dataclass(frozen=True)
 class UserSelection:
     """The set of users a job scores.

@@ -49,13 +49,28 @@ class Pretrained:
     result: FitResult
 
 
+class EmptyTrainingData(ValueError):
+    """The data split leaves nothing to train or validate a model on."""
+
+
 def pretrain(
     snapshot: DataSnapshot,
     config: TwoTowerConfig | SASRecConfig,
     train: TrainConfig,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> Pretrained:
-    """Train a base model of ``config``'s family from scratch, with early stopping."""
+    """Train a base model of ``config``'s family from scratch, with early stopping.
+
+    Raises ``EmptyTrainingData`` when the split has no training events or no validation users,
+    so that nothing downstream registers or promotes a model that never trained.
+    """
+    split = snapshot.split
+    if len(split.train_positions) == 0 or len(split.valid.users) == 0:
+        raise EmptyTrainingData(
+            f"cannot pretrain: the split has {len(split.train_positions)} training events and "
+            f"{len(split.valid.users)} validation users ({snapshot.log.num_users} users in the store); a user needs "
+            f"at least 3 events to train, validate and test on. Check the raw files and the source spec, and "
+            f"the ingest summary's rows_written and rows_quarantined")
     torch.manual_seed(train.seed)
     np.random.seed(train.seed)
     model = TwoTowerModel(config) if isinstance(config, TwoTowerConfig) else SASRecModel(config)

@@ -30,3 +30,24 @@ def test_cli_ingest_error_exit_code(tmp_path):
 
     assert result.exit_code == 2
     assert "no recognized data set" in result.output
+
+
+def test_cli_ingest_bad_data_exits_1(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "events.csv").write_text("user,item,ts\nu1,a,100\nu2,b,200,extra\n", encoding="utf-8")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: t\nformat: csv\ninteractions:\n  file: events.csv\n"
+                    "  columns: {user_id: user, item_id: item, timestamp: ts}\n", encoding="utf-8")
+
+    result = CliRunner().invoke(app, ["ingest", str(raw), "--store", str(tmp_path / "store"), "--spec", str(spec)])
+
+    assert result.exit_code == 1
+    assert "events.csv: cannot be read as csv (line 3): CSV parse error" in result.stderr
+
+
+def test_cli_delete_empty_id_exits_2(tmp_path):
+    result = CliRunner().invoke(app, ["delete-user", "", "--store", str(tmp_path / "store")])
+
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: user ids must not be empty"

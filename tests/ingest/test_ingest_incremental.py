@@ -276,3 +276,14 @@ def test_incremental_attributes_only_change(raw_dir, events_dir, tmp_path, make_
     # u1 keeps its age from the first file, u2 gets one, and u5 is new from the attribute file.
     assert users.column("user_id").to_pylist() == ["u1", "u2", "u5"]
     assert users.column("age").to_pylist() == ["20", "30", "50"]
+
+
+def test_incremental_empty_file_reported(raw_dir, tmp_path, make_spec, now, caplog):
+    (raw_dir / "events.csv").write_text("user,item,ts,rating\n", encoding="utf-8")
+
+    with caplog.at_level("WARNING"):
+        summary = ingest_source(make_spec(), raw_dir, tmp_path / "store", now=now)
+
+    assert summary.files_empty == ("events.csv",)
+    assert summary.log_line().endswith(" empty_files=events.csv")
+    assert "ingest file=events.csv rows_read=0" in caplog.text

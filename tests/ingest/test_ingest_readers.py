@@ -217,3 +217,11 @@ def test_read_csv_na_like_ids_are_values(tmp_path):
 
     assert table.column("user").to_pylist() == ["NA", "nan", None]
     assert table.column("item").to_pylist() == ["null", "N/A", "x"]
+
+
+def test_read_csv_wrong_field_count_names_line(tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_text('user,item,ts\nu1,"a,b",100\n\nu2,b,200\nu3,c,300,extra\n', encoding="utf-8")
+
+    with pytest.raises(ValueError, match=r"events\.csv: cannot be read as csv \(line 5\): .*Expected 3 columns, got 4"):
+        read_raw_table(path, "csv")

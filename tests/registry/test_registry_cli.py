@@ -67,16 +67,29 @@ def test_cli_promote_segment_then_rollback(published, base_model, make_adapters,
     assert registry.current() == first
 
 
-@pytest.mark.parametrize(("arguments", "message"), [
-    (["promote"], "pass either --base, or --segment with --version"),
-    (["promote", "--segment", "F:<18"], "--segment needs --version"),
-    (["rollback"], "cannot roll back 1 release(s)"),
-    (["promote", "--base", "two_tower-000000000000"], "base model 'two_tower-000000000000' not found"),
+@pytest.mark.parametrize(("arguments", "message", "code"), [
+    (["promote"], "pass either --base, or --segment with --version", 2),
+    (["promote", "--segment", "F:<18"], "--segment needs --version", 2),
+    (["rollback"], "cannot roll back 1 release(s)", 1),
+    (["promote", "--base", "two_tower-000000000000"], "base model 'two_tower-000000000000' not found", 1),
 ])
-def test_cli_errors(published, arguments, message):
+def test_cli_errors(published, arguments, message, code):
     registry, _ = published
 
     result = runner.invoke(app, [arguments[0], registry.url, *arguments[1:]])
 
-    assert result.exit_code == 1
+    assert result.exit_code == code
     assert message in result.output
+
+
+def test_cli_promote_twice_adds_no_release(published):
+    registry, base_id = published
+
+    first = runner.invoke(app, ["promote", registry.url, "--base", base_id])
+    second = runner.invoke(app, ["promote", registry.url, "--base", base_id])
+
+    assert first.exit_code == 0, first.output
+    assert second.exit_code == 0, second.output
+    assert "is already current with these versions; nothing promoted" in second.stderr
+    assert len(registry.list_releases()) == 1
+    assert registry.history() == [json.loads(first.stdout)["release_id"]]

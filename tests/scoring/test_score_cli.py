@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -56,3 +57,37 @@ def test_score_command_unknown_runner(export_dir, store, tmp_path):
 
     assert result.exit_code == 2
     assert "runner must be one of ['threads', 'processes', 'dask'], got 'ray'" in result.stderr
+
+
+@pytest.mark.integration
+def test_score_command_unknown_segment_exits_2(prefect_harness, export_dir, store, tmp_path):
+    result = invoke(*base_arguments(export_dir, store, tmp_path / "out"), "--runner", "threads", "--workers", "1",
+                    "--segment", "XX")
+
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: segment 'XX' is not in the export")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.integration
+def test_score_command_csv_user_list_exits_2(prefect_harness, export_dir, store, tmp_path):
+    ids = tmp_path / "ids.csv"
+    ids.write_text("user_id\nu1\n", encoding="utf-8")
+
+    result = invoke(*base_arguments(export_dir, store, tmp_path / "out"), "--runner", "threads", "--workers", "1",
+                    "--users", str(ids))
+
+    assert result.exit_code == 2
+    assert f"error: user list {ids} is not a parquet file" in result.stderr
+
+
+@pytest.mark.integration
+def test_score_command_null_user_ids_exit_2(prefect_harness, export_dir, store, tmp_path):
+    ids = tmp_path / "ids.parquet"
+    pq.write_table(pa.table({"user_id": ["u1", None, ""]}), ids)
+
+    result = invoke(*base_arguments(export_dir, store, tmp_path / "out"), "--runner", "threads", "--workers", "1",
+                    "--users", str(ids))
+
+    assert result.exit_code == 2
+    assert "2 empty or null user_id value(s), the first at row 1" in result.stderr
