@@ -123,18 +123,28 @@ def _parse_epoch(values: pa.ChunkedArray, unit: str) -> tuple[np.ndarray, np.nda
     return micros, numeric, out_of_range
 
 
-def _parse_iso_one(value: str | None, tz: str) -> pd.Timestamp | None:
+# A naive local time that a daylight-saving change makes ambiguous or nonexistent in the zone.
+_DST_GAP = "dst"
+
+
+def _parse_iso_one(value: str | None, tz: str) -> pd.Timestamp | str | None:
+    """Parse one ISO 8601 value; None when it is not ISO 8601, ``_DST_GAP`` when DST rejects it."""
     if value is None:
         return None
     try:
         stamp = pd.Timestamp(datetime.fromisoformat(value))
-        return stamp.tz_localize(tz) if stamp.tzinfo is None else stamp
-    except ValueError:  # not ISO 8601, or a local time that DST makes ambiguous or nonexistent
+    except ValueError:
         return None
+    if stamp.tzinfo is not None:
+        return stamp
+    try:
+        return stamp.tz_localize(tz, ambiguous="raise", nonexistent="raise")
+    except ValueError:  # pandas raises ValueError for a time in a DST gap or overlap
+        return _DST_GAP
 
 
-def _parse_iso(values: pa.ChunkedArray, tz: str) -> tuple[np.ndarray, np.ndarray]:
-    """Return UTC epoch microseconds and a mask of values that parsed.
+def _parse_iso(values: pa.ChunkedArray, tz: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return UTC epoch microseconds, a mask of values that parsed, and a mask of DST-gap values.
 
     Naive values are read in ``tz``, and values with an offset or a Z keep their own. The
     vectorized path parses both kinds with pyarrow. A value it rejects (not ISO 8601, or a
@@ -154,16 +164,18 @@ def _parse_iso(values: pa.ChunkedArray, tz: str) -> tuple[np.ndarray, np.ndarray
             local = pc.cast(pc.filter(values, pa.array(naive)), pa.timestamp("us"))
             utc = pc.assume_timezone(local, timezone=tz, ambiguous="raise", nonexistent="raise")
             micros[naive] = utc.cast(pa.int64()).to_numpy(zero_copy_only=False)
-        return micros, present
+        return micros, present, np.zeros(len(values), dtype=bool)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
-    stamps = pd.Series([_parse_iso_one(v, tz) for v in values.to_pylist()], dtype=object)
+    parsed = [_parse_iso_one(v, tz) for v in values.to_pylist()]
+    dst = np.array([p is _DST_GAP for p in parsed], dtype=bool)
+    stamps = pd.Series([None if p is _DST_GAP else p for p in parsed], dtype=object)
     ok = stamps.notna().to_numpy()
     micros = np.zeros(len(values), dtype=np.int64)
     if ok.any():
         utc = pd.to_datetime(stamps[ok], utc=True)
         micros[ok] = utc.astype("datetime64[us, UTC]").astype("int64").to_numpy()
-    return micros, ok
+    return micros, ok, dst
 
 
 def normalize_int_ids(values: pa.ChunkedArray) -> tuple[pa.ChunkedArray, np.ndarray]:
@@ -207,8 +219,10 @@ def validate_interactions(
 
     raw_ts = table.column("timestamp")
     if inter.timestamp_unit == "iso":
-        micros, ok = _parse_iso(raw_ts, inter.timezone)
+        micros, ok, dst_gap = _parse_iso(raw_ts, inter.timezone)
         out_of_range = np.zeros(rows, dtype=bool)
+        flags.flag(dst_gap, "timestamp", f"local time does not exist or is ambiguous in {inter.timezone} "
+                                         f"(daylight-saving change); give it an offset or a Z")
     else:
         micros, ok, out_of_range = _parse_epoch(raw_ts, inter.timestamp_unit)
     flags.flag(_mask(raw_ts.is_null()), "timestamp", "missing timestamp")

@@ -139,7 +139,9 @@ def test_quarantine_iso_time_zones(raw_dir, tmp_path, make_spec, now):
     }
     quarantine = read_quarantine(store)
     assert quarantine.column("value").to_pylist() == ["2020-10-25T02:30:00", "01/02/2020"]
-    assert quarantine.column("reason").to_pylist() == ["unparsable timestamp (unit iso)"] * 2
+    assert quarantine.column("reason").to_pylist() == [
+        "local time does not exist or is ambiguous in Europe/Berlin (daylight-saving change); give it an offset or a Z",
+        "unparsable timestamp (unit iso)"]
 
 
 @pytest.mark.parametrize(
@@ -170,4 +172,21 @@ def test_quarantine_lines_after_blank_lines(raw_dir, tmp_path, make_spec, now):
 
     rows = [(r["source_line"], r["reason"]) for r in read_quarantine(store).to_pylist()]
     assert rows == [(3, "missing user_id"), (5, "missing user_id"), (6, "unparsable timestamp (unit s)")]
+    assert summary.rows_written == 2
+
+
+def test_quarantine_dst_gap_reason(raw_dir, tmp_path, make_spec):
+    (raw_dir / "events.csv").write_text(
+        "user,item,ts,rating\nu1,a,2025-03-30T01:30:00,1\nu1,b,2025-03-30T02:42:00,1\n"
+        "u2,c,2025-10-26T02:30:00,1\nu2,d,2025-10-26T04:00:00,1\n", encoding="utf-8")
+    spec = make_spec(timestamp_unit="iso", timezone_name="Europe/Berlin")
+
+    later = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    summary = ingest_source(spec, raw_dir, tmp_path / "store", max_bad_fraction=0.9, now=later)
+
+    rows = read_quarantine(tmp_path / "store").to_pylist()
+    assert [(r["source_line"], r["value"]) for r in rows] == [(3, "2025-03-30T02:42:00"), (4, "2025-10-26T02:30:00")]
+    assert {r["reason"] for r in rows} == {
+        "local time does not exist or is ambiguous in Europe/Berlin (daylight-saving change); give it an offset or a Z"}
     assert summary.rows_written == 2
