@@ -142,7 +142,24 @@ def load_base(config: PipelineConfig, snapshot: DataSnapshot) -> TrainedBase:
     if trained_on != snapshot.log.vocabulary_version:
         raise ValueError(f"base model {folder} was trained on vocabulary {trained_on}, but the store has "
                          f"{snapshot.log.vocabulary_version}; train again with `recsys-peft train`")
+    _check_architecture(config, snapshot, model, folder)
     return TrainedBase(model, meta["weights_hash"], meta.get("history", []))
+
+
+def _check_architecture(config: PipelineConfig, snapshot: DataSnapshot, model: BaseModel, folder: Path) -> None:
+    """Raise when the config asks for another model than the saved base model is."""
+    from recsys_peft.training.pretrain import model_config
+
+    if model.family != config.model:
+        raise ValueError(f"base model {folder} is a {model.family} model, but the config asks for model "
+                         f"{config.model!r}; train again with `recsys-peft train`")
+    wanted = model_config(config.model, snapshot, **config.resolved_model_overrides()).to_dict()
+    saved = model.config.to_dict()
+    differ = sorted(key for key in wanted if key in saved and wanted[key] != saved[key])
+    if differ:
+        details = ", ".join(f"{key} {saved[key]!r} (config: {wanted[key]!r})" for key in differ)
+        raise ValueError(f"base model {folder} was trained with {details}; train again with `recsys-peft train`, "
+                         f"or remove the override")
 
 
 def finetune(config: PipelineConfig, snapshot: DataSnapshot, base: TrainedBase, segment_index: int,
