@@ -260,5 +260,12 @@ def load_source_spec(path: str | Path) -> SourceSpec:
         dedup=str(raw.get("dedup", "first")),
         path=str(path),
         id_type=str(raw.get("id_type", "string")),
-        max_bad_fraction=float(raw.get("max_bad_fraction", 0.05)),
+        max_bad_fraction=_fraction(raw.get("max_bad_fraction", 0.05), where),
     )
+
+
+def _fraction(value: Any, where: str) -> float:
+    """Read ``max_bad_fraction`` as a number, naming the key when it is not one (``5%`` is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where}: max_bad_fraction must be a number between 0 and 1 such as 0.05, got {value!r}")
+    return float(value)

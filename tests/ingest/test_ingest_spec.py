@@ -187,3 +187,12 @@ def test_spec_yaml_syntax_error_names_file(tmp_path):
 
     with pytest.raises(ValueError, match=r"source spec .*broken\.yaml: invalid YAML at line 3, column 1: expected .,. or .}., but got .<stream end>."):
         load_source_spec(path)
+
+
+def test_spec_percent_fraction_rejected(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text("name: x\nformat: csv\ninteractions:\n  file: a.csv\n"
+                    "  columns: {user_id: u, item_id: i, timestamp: t}\nmax_bad_fraction: 5%\n", encoding="utf-8")
+
+    with pytest.raises(ValueError, match=r"spec\.yaml: max_bad_fraction must be a number between 0 and 1 .*got '5%'"):
+        load_source_spec(path)
