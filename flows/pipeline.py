@@ -122,7 +122,9 @@ def report(config: PipelineConfig) -> Path:
 def _start(config: PipelineConfig) -> None:
     """Check the config, then record it in the work folder, before any stage runs."""
     api.check_config(config)
-    torch.set_num_threads(os.cpu_count() or 1)
+    # OMP_NUM_THREADS, when set, wins: on cores shared with other jobs one thread can be several
+    # times faster than one per core, whose threads wait on each other.
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
     api.save_config(config)
 
 
