@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import nullcontext
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -21,6 +22,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.futures import as_completed  # noqa: E402
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner  # noqa: E402
 
+from recsys_peft.progress import attached_to_terminal, progress  # noqa: E402
 from recsys_peft.scoring.job import JobSummary, ProgressTracker, finish_job, worker_settings  # noqa: E402
 from recsys_peft.scoring.partition import PartitionResult, score_partition  # noqa: E402
 from recsys_peft.scoring.plan import JobPlan, plan_job  # noqa: E402
@@ -68,14 +70,19 @@ def score_flow(settings: ScoringSettings, workers: int = 1) -> dict:
     tracker = ProgressTracker(job, started_at)
     results: list[PartitionResult] = []
     last_logged = 0.0
-    for future in as_completed(futures):
-        result = future.result()
-        results.append(result)
-        progress = tracker.update(result)
-        now = time.time()
-        if now - last_logged >= PROGRESS_INTERVAL_SECONDS or progress.partitions_done == job.partitions:
-            logger.info(progress.log_line())
-            last_logged = now
+    # In a terminal a bar counts users as partitions finish; the periodic lines are logged either way.
+    bar = progress("score", tracker.users_total, "user") if attached_to_terminal() else nullcontext()
+    with bar as users_bar:
+        for future in as_completed(futures):
+            result = future.result()
+            results.append(result)
+            done = tracker.update(result)
+            if users_bar is not None:
+                users_bar.advance(result.counts.users)
+            now = time.time()
+            if now - last_logged >= PROGRESS_INTERVAL_SECONDS or done.partitions_done == job.partitions:
+                logger.info(done.log_line())
+                last_logged = now
 
     summary = publish(job, results, started_at)
     logger.info(summary.log_line())

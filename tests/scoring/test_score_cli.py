@@ -91,3 +91,35 @@ def test_score_command_null_user_ids_exit_2(prefect_harness, export_dir, store, 
 
     assert result.exit_code == 2
     assert "2 empty or null user_id value(s), the first at row 1" in result.stderr
+
+
+@pytest.mark.integration
+def test_score_command_terminal_bar(prefect_harness, export_dir, store, tmp_path, monkeypatch):
+    import flows.score
+
+    advanced = []
+    monkeypatch.setattr(flows.score, "attached_to_terminal", lambda: True)
+    monkeypatch.setattr(flows.score, "progress", lambda step, total, unit: _Recorder(step, total, advanced))
+
+    result = invoke(*base_arguments(export_dir, store, tmp_path / "out"), "--runner", "threads", "--workers", "1",
+                    "--partition-users", "50")
+
+    assert result.exit_code == 0, result.output
+    assert advanced == [50, 50, 20]
+
+
+class _Recorder:
+    """Stands in for the Rich bar: records each advance, so the test needs no terminal."""
+
+    def __init__(self, step, total, advanced):
+        assert (step, total) == ("score", 120)
+        self.advanced = advanced
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def advance(self, steps):
+        self.advanced.append(steps)
