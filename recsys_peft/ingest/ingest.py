@@ -33,6 +33,7 @@ from recsys_peft.ingest.state import StoreState, schema_description
 from recsys_peft.ingest.store import SCHEMA_VERSION, commit, link_tree, recover, staging_dir, write_parquet
 from recsys_peft.ingest.validate import QUARANTINE_SCHEMA, validate_interactions
 from recsys_peft.ingest.vocab import vocabulary_version
+from recsys_peft.progress import progress
 
 LOGGER = logging.getLogger(__name__)
 # Rows held in memory at once while spilling and while merging: about 100 bytes each.
@@ -194,10 +195,13 @@ def _ingest_locked(spec: SourceSpec, raw_dir: Path, store_dir: Path, max_bad_fra
         new_files = [p for p in interaction_files if by_path[p].status == "ingested"]
         quarantine = []
         next_order = state.next_ingest_order
-        for file_index, path in enumerate(new_files):
-            report = by_path[path]
-            quarantine.append(_spill_file(path, report, file_index, next_order, spec, now, spill, limit))
-            next_order += report.rows_read
+        sizes_mib = [max(1, round(by_path[path].size / 2**20)) for path in new_files]
+        with progress("ingest", sum(sizes_mib), "MiB", LOGGER.info) as bar:
+            for file_index, path in enumerate(new_files):
+                report = by_path[path]
+                quarantine.append(_spill_file(path, report, file_index, next_order, spec, now, spill, limit))
+                next_order += report.rows_read
+                bar.advance(sizes_mib[file_index])
         spill.flush()
         merged = merge_spill(spill, state, staging, [by_path[p].name for p in new_files], spec.dedup,
                              rows_in_memory)
