@@ -43,6 +43,22 @@ def check_model_overrides(model: str, overrides: dict[str, object]) -> None:
         raise ConfigError(f"model_overrides for model {model}: {error}") from None
 
 
+def _check_adapter_targets(config: PipelineConfig) -> None:
+    """Build a one-row model of the family with the config's LoRA settings, so a bad target fails now."""
+    from recsys_peft.models.sasrec import SASRecModel
+    from recsys_peft.models.two_tower import TwoTowerModel
+
+    if config.finetune is None:
+        return
+    cls = ARCHITECTURES[config.model]
+    sizes = {k: v for k, v in _PLACEHOLDER_SIZES.items() if k in {f.name for f in dataclasses.fields(cls)}}
+    model_class = TwoTowerModel if config.model == "two_tower" else SASRecModel
+    try:
+        model_class(cls(**sizes, **config.resolved_model_overrides()), num_segments=1, lora=config.finetune.lora)
+    except ValueError as error:
+        raise ConfigError(f"finetune.lora.target_modules: {error}") from None
+
+
 def _check_spec(kind: str, path: str, load: typing.Callable[[str], object]) -> None:
     if not Path(path).is_file():
         raise ConfigError(f"{kind}: file not found: {path}")
@@ -64,6 +80,8 @@ def _check_user_attributes(attributes: object) -> None:
                 isinstance(edge, (int, float)) and not isinstance(edge, bool) for edge in edges):
             raise ConfigError(f"user_attributes.{name} must be a list of numeric bin edges "
                               f"([] for a categorical attribute), got {edges!r}")
+        if any(later <= earlier for earlier, later in zip(edges, edges[1:])):
+            raise ConfigError(f"user_attributes.{name} bin edges must increase, got {list(edges)}")
 
 
 def check_config(config: PipelineConfig, need_raw: bool = True) -> None:
@@ -81,6 +99,7 @@ def check_config(config: PipelineConfig, need_raw: bool = True) -> None:
                           f"MovieLens-100K there, or point raw_dir at your files)")
     _check_user_attributes(config.user_attributes)
     check_model_overrides(config.model, dict(config.model_overrides))
+    _check_adapter_targets(config)
     work_dir = Path(config.work_dir)
     if work_dir.exists() and not work_dir.is_dir():
         raise ConfigError(f"work_dir: {work_dir} exists and is not a folder")

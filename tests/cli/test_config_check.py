@@ -65,3 +65,18 @@ def test_missing_raw_dir_without_fetch(config, tmp_path):
 def test_user_attribute_edges_checked(config):
     with pytest.raises(ConfigError, match=r"user_attributes\.age must be a list of numeric bin edges"):
         check_config(replace(config, user_attributes={"age": ["young"]}))
+
+
+def test_unknown_adapter_target_caught(config):
+    lora = replace(config.finetune.lora, target_modules=("nope",))
+    bad = replace(config, finetune=replace(config.finetune, lora=lora))
+
+    with pytest.raises(ConfigError, match=r"finetune\.lora\.target_modules: LoRA target 'nope' matches no adapter"):
+        check_config(bad)
+
+
+def test_unsorted_bins_caught(config):
+    bad = replace(config, user_attributes={"age": [50, 18]})
+
+    with pytest.raises(ConfigError, match=r"user_attributes\.age bin edges must increase, got \[50, 18\]"):
+        check_config(bad)
