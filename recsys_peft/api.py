@@ -151,7 +151,7 @@ def _check_architecture(config: PipelineConfig, snapshot: DataSnapshot, model: B
     from recsys_peft.training.pretrain import model_config
 
     if model.family != config.model:
-        raise ValueError(f"base model {folder} is a {model.family} model, but the config asks for model "
+        raise ValueError(f"base model {folder} is a {model.family} model, but the config sets model "
                          f"{config.model!r}; train again with `recsys-peft train`")
     wanted = model_config(config.model, snapshot, **config.resolved_model_overrides()).to_dict()
     saved = model.config.to_dict()

@@ -1,7 +1,7 @@
 """One writer per store: ingest runs and deletions on the same store take turns.
 
 The lock is an advisory ``flock`` (``recsys_peft.file_lock``) on ``.<store name>.lock`` beside
-the store, outside it, so a failed first run leaves no store folder behind. It holds between
+the store, outside it, so a failed first run leaves no store folder behind. It works between
 processes on one machine; a store shared between machines needs Prefect's concurrency limits
 (or one scheduled writer) instead.
 """

@@ -1,4 +1,4 @@
-"""api.load_base rejects a config that asks for another architecture than the saved base model."""
+"""api.load_base rejects a config whose architecture differs from the saved base model's."""
 
 import pytest
 
@@ -34,5 +34,5 @@ def test_load_base_other_hidden_dim_rejected(saved_base, snapshot):
 def test_load_base_other_family_rejected(saved_base, snapshot):
     config = PipelineConfig(work_dir=str(saved_base), model="sasrec")
 
-    with pytest.raises(ValueError, match=r"is a two_tower model, but the config asks for model 'sasrec'"):
+    with pytest.raises(ValueError, match=r"is a two_tower model, but the config sets model 'sasrec'"):
         api.load_base(config, snapshot)
