@@ -11,6 +11,7 @@ model. Prints one line per seed and writes benchmarks/results/MODEL_seeds.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -66,6 +67,12 @@ def main() -> None:
     parser.add_argument("--model", default="two_tower", choices=["two_tower", "sasrec"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--work-dir", default="data/cache/bench")
+    parser.add_argument("--patience", type=int, default=None,
+                        help="pretraining early-stopping patience in epochs (default: the family's)")
+    parser.add_argument("--learning-rate", type=float, default=None, help="pretraining Adam rate (default: the family's)")
+    parser.add_argument("--dropout", type=float, default=None,
+                        help="SASRec dropout and attention dropout (default: the family's)")
+    parser.add_argument("--out", default=None, help="results file (default: benchmarks/results/MODEL_seeds.json)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="torch threads (default: all cores); on a machine shared with other jobs, 1 "
                              "avoids threads waiting on each other")
@@ -74,6 +81,14 @@ def main() -> None:
     load_at_start = os.getloadavg()[0]
 
     config = PipelineConfig(model=args.model)
+    if args.patience is not None:
+        config = dataclasses.replace(config, pretrain=dataclasses.replace(config.pretrain, patience=args.patience))
+    if args.learning_rate is not None:
+        config = dataclasses.replace(config, pretrain=dataclasses.replace(config.pretrain,
+                                                                          learning_rate=args.learning_rate))
+    if args.dropout is not None:
+        config = dataclasses.replace(config, model_overrides={**config.model_overrides, "dropout": args.dropout,
+                                                              "attention_dropout": args.dropout})
     raw = fetch_movielens_100k(config.raw_dir)
     store = Path(args.work_dir) / "store"
     ingest_source(load_source_spec(config.source_spec), raw, store)
@@ -110,7 +125,7 @@ def main() -> None:
     print(f"most_popular_ndcg@10={summary['most_popular_ndcg@10']:.4f} "
           f"base_ndcg@10_mean={summary['base_ndcg@10_mean']:.4f} (std {summary['base_ndcg@10_std']:.4f}) "
           f"adapted_ndcg@10_mean={summary['adapted_ndcg@10_mean']:.4f} (std {summary['adapted_ndcg@10_std']:.4f})")
-    results = RESULTS_DIR / f"{args.model}_seeds.json"
+    results = Path(args.out) if args.out else RESULTS_DIR / f"{args.model}_seeds.json"
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(f"wrote {results}")
