@@ -63,13 +63,20 @@ class IngestSummary:
     files_empty: tuple[str, ...] = ()   # ingested with no rows: a failed upstream export looks like this
 
     def log_line(self) -> str:
-        """Return the summary as one ``key=value`` line, as the flow logs it."""
-        return (f"ingest run={self.run_id} files_ingested={len(self.files_ingested)} "
+        """Return the summary as one ``key=value`` line, as the flow logs it.
+
+        ``dates`` spans the partitions written, so a wrong timestamp unit (events in 1970) shows.
+        """
+        line = (f"ingest run={self.run_id} files_ingested={len(self.files_ingested)} "
                 f"files_skipped={len(self.files_skipped)} rows_read={self.rows_read} "
                 f"rows_written={self.rows_written} quarantined={self.rows_quarantined} "
-                f"deduplicated={self.rows_deduplicated} partitions_written={len(self.partitions_written)} "
-                f"users={self.users} items={self.items} vocab={self.vocabulary_version}"
-                + (f" empty_files={','.join(self.files_empty)}" if self.files_empty else ""))
+                f"deduplicated={self.rows_deduplicated} partitions_written={len(self.partitions_written)} ")
+        if self.partitions_written:
+            line += f"dates={min(self.partitions_written)}..{max(self.partitions_written)} "
+        line += f"users={self.users} items={self.items} vocab={self.vocabulary_version}"
+        if self.files_empty:
+            line += f" empty_files={','.join(self.files_empty)}"
+        return line
 
 
 @dataclass

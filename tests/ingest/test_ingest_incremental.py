@@ -287,3 +287,11 @@ def test_incremental_empty_file_reported(raw_dir, tmp_path, make_spec, now, capl
     assert summary.files_empty == ("events.csv",)
     assert summary.log_line().endswith(" empty_files=events.csv")
     assert "ingest file=events.csv rows_read=0" in caplog.text
+
+
+def test_incremental_summary_names_dates(raw_dir, tmp_path, make_spec, now):
+    (raw_dir / "events.csv").write_text("user,item,ts,rating\nu1,a,86400,1\nu2,b,259200,1\n", encoding="utf-8")
+
+    summary = ingest_source(make_spec(), raw_dir, tmp_path / "store", now=now)
+
+    assert " dates=1970-01-02..1970-01-04 " in summary.log_line()
