@@ -75,6 +75,17 @@ def adapter_layer_names(state: dict[str, torch.Tensor]) -> list[str]:
     return sorted({name.rsplit(".lora_", 1)[0] for name in state})
 
 
+def training_record(adapter: SegmentAdapter) -> dict:
+    """Return the fields that describe how one segment's fine-tuning went, for its metadata."""
+    return {
+        "kept": adapter.used, "reason": adapter.reason,
+        "users": adapter.users, "train_examples": adapter.train_examples,
+        "metrics": {"base_valid_ndcg@10": adapter.base_valid_ndcg, "valid_ndcg@10": adapter.valid_ndcg},
+        "best_epoch": adapter.best_epoch, "train_seconds": adapter.seconds,
+        "trainable_parameters": adapter.trainable_parameters,
+    }
+
+
 def adapter_files(adapter: SegmentAdapter, lora: LoRAConfig, base_hash: str, vocabulary_version: str,
                   snapshot_id: str, layers: list[str], extra: dict | None = None) -> dict[str, bytes]:
     """Return an adapter's files by name. A segment without an adapter gets only its JSON."""
@@ -91,11 +102,7 @@ def adapter_files(adapter: SegmentAdapter, lora: LoRAConfig, base_hash: str, voc
         "training_data_snapshot": snapshot_id,
         "rank": rank, "alpha": alpha, "dropout": lora.dropout, "layers": layers,
         "lora": {**lora.to_dict(), "r": rank, "alpha": alpha, "segment_ranks": []},
-        "kept": adapter.used, "reason": adapter.reason,
-        "users": adapter.users, "train_examples": adapter.train_examples,
-        "metrics": {"base_valid_ndcg@10": adapter.base_valid_ndcg, "valid_ndcg@10": adapter.valid_ndcg},
-        "best_epoch": adapter.best_epoch, "train_seconds": adapter.seconds,
-        "trainable_parameters": adapter.trainable_parameters,
+        **training_record(adapter),
         "weights_bytes": len(files.get(ADAPTER_WEIGHTS, b"")),
         "created_at": now(),
         **(extra or {}),

@@ -17,7 +17,7 @@ from safetensors.torch import save as save_safetensors
 
 from recsys_peft import atomic
 from recsys_peft.export.exporter import weights_hash
-from recsys_peft.registry.formats import check_binding, json_bytes, now
+from recsys_peft.registry.formats import check_binding, json_bytes, now, training_record
 from recsys_peft.training.finetune import SegmentAdapter
 from recsys_peft.training.freezing import FinetuneMethod, apply_tuned
 
@@ -43,11 +43,7 @@ def tuned_files(adapter: SegmentAdapter, base_hash: str, vocabulary_version: str
         "vocabulary_version": vocabulary_version,
         "training_data_snapshot": snapshot_id,
         "tensors": {name: list(t.shape) for name, t in (adapter.state or {}).items()},
-        "kept": adapter.used, "reason": adapter.reason,
-        "users": adapter.users, "train_examples": adapter.train_examples,
-        "metrics": {"base_valid_ndcg@10": adapter.base_valid_ndcg, "valid_ndcg@10": adapter.valid_ndcg},
-        "best_epoch": adapter.best_epoch, "train_seconds": adapter.seconds,
-        "trainable_parameters": adapter.trainable_parameters,
+        **training_record(adapter),
         "weights_bytes": len(files.get(TUNED_WEIGHTS, b"")),
         "created_at": now(),
     }
