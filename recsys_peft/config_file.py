@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import yaml
 
 from recsys_peft.config import PipelineConfig
+from recsys_peft.yaml_file import read_yaml_mapping
 
 T = TypeVar("T")
 COMMAND_LINE = "command line"
@@ -41,20 +42,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark
-        where = f"line {mark.line + 1} column {mark.column + 1}" if mark is not None else "unknown position"
-        raise ConfigError(f"config file {path}: invalid YAML at {where}: {error.problem}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path}: invalid YAML: {error}") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path}: expected a mapping of keys at the top level, "
-                          f"got {type(raw).__name__}")
-    return raw
+    return read_yaml_mapping(path, f"config file {path}", ConfigError)
 
 
 def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:

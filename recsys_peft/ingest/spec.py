@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from recsys_peft.yaml_file import read_yaml
+from recsys_peft.yaml_file import read_yaml_mapping
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "recbole")
 TIMESTAMP_UNITS = ("s", "ms", "us", "ns", "iso")
@@ -223,9 +223,7 @@ def load_source_spec(path: str | Path) -> SourceSpec:
     if not path.is_file():
         raise FileNotFoundError(f"source spec not found: {path}")
     where = f"source spec {path}"
-    raw = read_yaml(path, where)
-    if not isinstance(raw, dict):
-        raise ValueError(f"{where}: expected a mapping at the top level")
+    raw = read_yaml_mapping(path, where)
     _check_keys("the top level", raw, _TOP_KEYS, where)
 
     inter = raw.get("interactions")

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from recsys_peft.yaml_file import read_yaml
+from recsys_peft.yaml_file import read_yaml_mapping
 
 SOURCES = ("attributes", "log_column", "table")
 LOG_RULES = ("latest", "most_frequent")
@@ -126,9 +126,7 @@ def load_segment_spec(path: str | Path) -> SegmentSpec:
     if not path.is_file():
         raise FileNotFoundError(f"segment spec not found: {path}")
     where = f"segment spec {path}"
-    raw = read_yaml(path, where)
-    if not isinstance(raw, dict):
-        raise ValueError(f"{where}: expected a mapping at the top level, got {type(raw).__name__}")
+    raw = read_yaml_mapping(path, where)
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
         raise ValueError(f"{where}: unknown keys {unknown}; allowed: {sorted(_TOP_KEYS)}")

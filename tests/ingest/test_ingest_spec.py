@@ -185,7 +185,7 @@ def test_spec_yaml_syntax_error_names_file(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("name: x\ninteractions: {file: a.csv\n", encoding="utf-8")
 
-    with pytest.raises(ValueError, match=r"source spec .*broken\.yaml: invalid YAML at line 3, column 1: expected .,. or .}., but got .<stream end>."):
+    with pytest.raises(ValueError, match=r"source spec .*broken\.yaml: invalid YAML at line 3 column 1: expected .,. or .}., but got .<stream end>."):
         load_source_spec(path)
 
 
