@@ -271,11 +271,10 @@ def _read_user_list(path: Path) -> pa.Array:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
         raise ScoringInputError(f"user list {path}: column user_id has type {ids.type}, expected strings or "
                                 f"integers") from error
-    empty = int(pc.sum(pc.fill_null(pc.equal(ids, ""), True)).as_py() or 0)
-    if empty:
-        row = int(np.flatnonzero(pc.fill_null(pc.equal(ids, ""), True).to_numpy(zero_copy_only=False))[0])
-        raise ScoringInputError(f"user list {path}: {empty} empty or null user_id value(s), the first at row "
-                                f"{row}; remove them or fill them in")
+    empty = pc.fill_null(pc.equal(ids, ""), True).to_numpy(zero_copy_only=False)
+    if empty.any():
+        raise ScoringInputError(f"user list {path}: {int(empty.sum())} empty or null user_id value(s), the first "
+                                f"at row {int(np.flatnonzero(empty)[0])}; remove them or fill them in")
     return ids
 
 
