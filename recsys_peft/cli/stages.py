@@ -19,16 +19,19 @@ from recsys_peft.cli.errors import EXIT_USAGE, fail, reported_failures
 
 
 def _run_flow(flow_name: str, config_file: Path | None, overrides: list[str], work_dir: Path | None,
-              model: str | None, seed: int | None, dry_run: bool, debug: bool, need_raw: bool = True) -> dict | None:
+              model: str | None, seed: int | None, dry_run: bool, debug: bool, need_raw: bool = True) -> None:
+    """Resolve and print the config, then run ``flows.pipeline.<flow_name>`` and print its output paths."""
     with reported_failures(debug):
         config = resolve_config(config_file, overrides, work_dir, model, seed, need_raw=need_raw)
     print_config(config)
     if dry_run:
-        return None
+        return
     with reported_failures(debug):
         setup_console(debug)
         flows = import_flows("pipeline")
-        return getattr(flows, flow_name)(config)
+        paths = getattr(flows, flow_name)(config)
+    if paths:
+        _print_paths(paths)
 
 
 def _print_paths(paths: dict) -> None:
@@ -43,9 +46,7 @@ def run(config: Path | None = CONFIG, overrides: list[str] = SET, work_dir: Path
 
     Example: recsys-peft run --config flows/configs/movielens.yaml --set pretrain.epochs=5
     """
-    paths = _run_flow("pipeline", config, overrides, work_dir, model, seed, dry_run, debug)
-    if paths:
-        _print_paths(paths)
+    _run_flow("pipeline", config, overrides, work_dir, model, seed, dry_run, debug)
 
 
 def demo(model: str | None = MODEL, seed: int | None = SEED, work_dir: Path | None = WORK_DIR,
@@ -54,9 +55,7 @@ def demo(model: str | None = MODEL, seed: int | None = SEED, work_dir: Path | No
 
     Example: recsys-peft demo --model sasrec
     """
-    paths = _run_flow("pipeline", demo_config_path(), overrides, work_dir, model, seed, dry_run, debug)
-    if paths:
-        _print_paths(paths)
+    _run_flow("pipeline", demo_config_path(), overrides, work_dir, model, seed, dry_run, debug)
 
 
 def train(config: Path | None = CONFIG, overrides: list[str] = SET, work_dir: Path | None = WORK_DIR,
@@ -65,9 +64,7 @@ def train(config: Path | None = CONFIG, overrides: list[str] = SET, work_dir: Pa
 
     Example: recsys-peft train --config flows/configs/movielens.yaml --set pretrain.epochs=10
     """
-    paths = _run_flow("train_flow", config, overrides, work_dir, model, seed, dry_run, debug)
-    if paths:
-        _print_paths(paths)
+    _run_flow("train_flow", config, overrides, work_dir, model, seed, dry_run, debug)
 
 
 def finetune(config: Path | None = CONFIG, overrides: list[str] = SET, work_dir: Path | None = WORK_DIR,
@@ -76,9 +73,7 @@ def finetune(config: Path | None = CONFIG, overrides: list[str] = SET, work_dir:
 
     Example: recsys-peft finetune --config flows/configs/movielens.yaml --set finetune.lora.r=4
     """
-    paths = _run_flow("finetune_flow", config, overrides, work_dir, None, seed, dry_run, debug, need_raw=False)
-    if paths:
-        _print_paths(paths)
+    _run_flow("finetune_flow", config, overrides, work_dir, None, seed, dry_run, debug, need_raw=False)
 
 
 def evaluate(config: Path | None = CONFIG, overrides: list[str] = SET, work_dir: Path | None = WORK_DIR,
@@ -87,9 +82,7 @@ def evaluate(config: Path | None = CONFIG, overrides: list[str] = SET, work_dir:
 
     Example: recsys-peft evaluate --work-dir data/demo
     """
-    paths = _run_flow("evaluate_flow", config, overrides, work_dir, None, None, dry_run, debug, need_raw=False)
-    if paths:
-        _print_paths(paths)
+    _run_flow("evaluate_flow", config, overrides, work_dir, None, None, dry_run, debug, need_raw=False)
 
 
 def report(work_dir: Path = typer.Option(Path("data/demo"), "--work-dir", help="Folder of the run to report on."),
