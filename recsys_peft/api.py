@@ -147,7 +147,7 @@ def load_base(config: PipelineConfig, snapshot: DataSnapshot) -> TrainedBase:
 
 
 def _check_architecture(config: PipelineConfig, snapshot: DataSnapshot, model: BaseModel, folder: Path) -> None:
-    """Raise when the config asks for another model than the saved base model is."""
+    """Raise ValueError when the config sets another model family or architecture than the saved base model."""
     from recsys_peft.training.pretrain import model_config
 
     if model.family != config.model:

@@ -36,7 +36,7 @@ def tiny_config(synthetic_log, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run_result(prefect_harness, tiny_config):
     with pytest.MonkeyPatch.context() as monkeypatch:
-        # One torch thread: the flow asks for one per CPU, which is slow on a shared 2-core host.
+        # One torch thread, because the flow's default of one per CPU is slow on a shared 2-core host.
         monkeypatch.setattr(torch, "set_num_threads", lambda threads: None)
         result = CliRunner().invoke(app, ["run", "--config", str(tiny_config), "--set", "seed=1"])
     return result, Path(yaml.safe_load(tiny_config.read_text())["work_dir"])
