@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=None, help="pretraining Adam rate (default: the family's)")
     parser.add_argument("--dropout", type=float, default=None,
                         help="SASRec dropout and attention dropout (default: the family's)")
+    parser.add_argument("--window-stride", type=int, default=None,
+                        help="SASRec training windows start every N events (default: the family's)")
     parser.add_argument("--out", default=None, help="results file (default: benchmarks/results/MODEL_seeds.json)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="torch threads (default: all cores); on a machine shared with other jobs, 1 "
@@ -89,6 +91,9 @@ def main() -> None:
     if args.dropout is not None:
         config = dataclasses.replace(config, model_overrides={**config.model_overrides, "dropout": args.dropout,
                                                               "attention_dropout": args.dropout})
+    if args.window_stride is not None:
+        config = dataclasses.replace(config, model_overrides={**config.model_overrides,
+                                                              "window_stride": args.window_stride})
     raw = fetch_movielens_100k(config.raw_dir)
     store = Path(args.work_dir) / "store"
     ingest_source(load_source_spec(config.source_spec), raw, store)

@@ -93,7 +93,7 @@ def _random_adapter_state(model: TwoTowerModel, seed: int) -> dict[str, torch.Te
     """Draw one segment's adapter weights with a non-zero B, so the adapter changes the scores."""
     generator = torch.Generator().manual_seed(seed)
     return {name: torch.randn(p.shape[1:], generator=generator) * 0.3
-            for name, p in model.named_parameters() if ".lora_" in name}
+            for name, p in model.named_parameters() if ".lora_" in name and p.numel() > 0}
 
 
 def _segment_adapters(snapshot: DataSnapshot, model: TwoTowerModel, kept: tuple[int, ...]) -> list[SegmentAdapter]:

@@ -17,7 +17,9 @@ class LoRAConfig:
     segments: a list of ``(min_users, rank)`` pairs with increasing ``min_users``. A segment gets
     the rank of the last pair whose ``min_users`` it reaches, or the first pair's rank below them
     all. Without pairs every segment gets ``r``. Stacked models are built with rank ``r``, so no
-    pair may exceed it.
+    pair may exceed it. ``segment_bias`` gives every adapted dense layer a per-segment bias as
+    well, starting at zero: a shift of the layer's output that does not depend on its input,
+    such as a segment's taste added to every one of its users.
     """
 
     r: int = 8
@@ -25,6 +27,7 @@ class LoRAConfig:
     dropout: float = 0.0
     target_modules: tuple[str, ...] | None = None
     segment_ranks: tuple[tuple[int, int], ...] = field(default=())
+    segment_bias: bool = False
 
     def __post_init__(self) -> None:
         if self.r < 1:
@@ -75,16 +78,16 @@ class LoRAConfig:
 
     def with_rank(self, rank: int) -> "LoRAConfig":
         """Return this config with rank ``rank`` and the same alpha, so the scaling becomes alpha / rank."""
-        return LoRAConfig(rank, self.alpha, self.dropout, self.target_modules)
+        return LoRAConfig(rank, self.alpha, self.dropout, self.target_modules, segment_bias=self.segment_bias)
 
     def to_dict(self) -> dict:
         return {"r": self.r, "alpha": self.alpha, "dropout": self.dropout,
                 "target_modules": None if self.target_modules is None else list(self.target_modules),
-                "segment_ranks": [list(pair) for pair in self.segment_ranks]}
+                "segment_ranks": [list(pair) for pair in self.segment_ranks], "segment_bias": self.segment_bias}
 
     @classmethod
     def from_dict(cls, data: dict) -> "LoRAConfig":
-        known = {"r", "alpha", "dropout", "target_modules", "segment_ranks"}
+        known = {"r", "alpha", "dropout", "target_modules", "segment_ranks", "segment_bias"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"LoRA config has unknown keys {unknown}; allowed: {sorted(known)}")

@@ -20,7 +20,7 @@ def checksums(module: nn.Module, prefix: str = "") -> dict[str, str]:
 
 
 def is_adapter_parameter(name: str) -> bool:
-    return ".lora_A" in name or ".lora_B" in name or name.startswith("lora_")
+    return ".lora_A" in name or ".lora_B" in name or ".lora_bias" in name or name.startswith("lora_")
 
 
 def freeze_all_but_adapters(module: nn.Module) -> list[nn.Parameter]:

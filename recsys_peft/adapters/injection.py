@@ -54,11 +54,14 @@ def restrict_to_targets(model: nn.Module, config: LoRAConfig, defaults: tuple[st
 
 
 def adapter_state(module: nn.Module, segment: int) -> dict[str, torch.Tensor]:
-    """Return the adapter weights of one segment, keyed ``<layer>.lora_A`` and ``<layer>.lora_B``."""
+    """Return the adapter weights of one segment, keyed ``<layer>.lora_A``, ``<layer>.lora_B``
+    and, for layers with a segment bias, ``<layer>.lora_bias``."""
     state: dict[str, torch.Tensor] = {}
     for name, layer in adapter_layers(module).items():
         state[f"{name}.lora_A"] = layer.lora_A[segment].detach().clone().contiguous()
         state[f"{name}.lora_B"] = layer.lora_B[segment].detach().clone().contiguous()
+        if layer.has_bias:
+            state[f"{name}.lora_bias"] = layer.lora_bias[segment].detach().clone().contiguous()
     return state
 
 
@@ -72,6 +75,9 @@ def load_adapter_state(module: nn.Module, segment: int, state: dict[str, torch.T
     """
     layers = adapter_layers(module)
     expected = {f"{n}.lora_{p}" for n in layers for p in "AB"}
+    # A model with segment biases loads adapters trained without them (their bias stays zero),
+    # never the other way round: a bias the model has no room for would be lost.
+    expected |= {f"{n}.lora_bias" for n, layer in layers.items() if layer.has_bias and f"{n}.lora_bias" in state}
     if set(state) != expected:
         raise ValueError(
             f"adapter weights do not match the model: missing {sorted(expected - set(state))}, "
@@ -91,6 +97,12 @@ def load_adapter_state(module: nn.Module, segment: int, state: dict[str, torch.T
             layer.lora_B[segment].zero_()
             layer.lora_A[segment, :rank].copy_(a)
             layer.lora_B[segment, :, :rank].copy_(b * factor if factor != 1.0 else b)
+            if layer.has_bias:
+                bias = state.get(f"{name}.lora_bias")
+                if bias is not None and bias.shape != (layer.out_features,):
+                    raise ValueError(f"adapter bias of layer {name!r} has shape {tuple(bias.shape)}, "
+                                     f"expected ({layer.out_features},)")
+                layer.lora_bias[segment].copy_(bias if bias is not None else torch.zeros(layer.out_features))
 
 
 def adapter_rank(state: dict[str, torch.Tensor]) -> int:

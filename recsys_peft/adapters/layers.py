@@ -6,6 +6,9 @@ gets none. The adapter weights are stacked per segment and gathered by each row'
 batch that mixes segments costs one pass instead of a loop over segments. ``B`` starts at zero,
 so a fresh adapter leaves the output unchanged.
 
+With ``LoRAConfig.segment_bias`` a dense layer's segment also owns a bias ``b[s]`` (out,),
+zero at the start, added to the update of its rows.
+
 ``SegmentLoRALinear`` adds the update to a frozen ``nn.Linear``. ``SegmentEmbeddingAdapter``
 adds it to its own input, ``x + (alpha / r) B[s] A[s] x``, and sits on the output of frozen
 embedding lookups, so a segment can shift how its users are represented without touching the
@@ -27,7 +30,8 @@ NO_SEGMENT = -1
 class SegmentLowRank(nn.Module):
     """The stacked per-segment ``A`` and ``B`` of one adapter point, and the update they compute."""
 
-    def __init__(self, in_features: int, out_features: int, num_segments: int, config: LoRAConfig) -> None:
+    def __init__(self, in_features: int, out_features: int, num_segments: int, config: LoRAConfig,
+                 with_bias: bool = False) -> None:
         super().__init__()
         self.config = config
         self.num_segments = num_segments
@@ -37,6 +41,8 @@ class SegmentLowRank(nn.Module):
         self.targeted = True
         self.lora_A = nn.Parameter(torch.empty(num_segments, config.r, in_features))
         self.lora_B = nn.Parameter(torch.zeros(num_segments, out_features, config.r))
+        # (S, out) per-segment bias, or (S, 0) when the layer has none.
+        self.lora_bias = nn.Parameter(torch.zeros(num_segments, out_features if with_bias else 0))
         self.dropout = nn.Dropout(config.dropout)
         self.reset_adapters()
 
@@ -46,6 +52,11 @@ class SegmentLowRank(nn.Module):
             bound = 1.0 / math.sqrt(self.in_features)
             self.lora_A.uniform_(-bound, bound)
             self.lora_B.zero_()
+            self.lora_bias.zero_()
+
+    @property
+    def has_bias(self) -> bool:
+        return self.lora_bias.shape[1] > 0
 
     def disable(self) -> None:
         """Drop every slot, so the layer computes its base output for all rows."""
@@ -53,9 +64,10 @@ class SegmentLowRank(nn.Module):
         self.num_segments = 0
         self.lora_A = nn.Parameter(self.lora_A.new_empty(0, self.config.r, self.in_features))
         self.lora_B = nn.Parameter(self.lora_B.new_empty(0, self.out_features, self.config.r))
+        self.lora_bias = nn.Parameter(self.lora_bias.new_empty(0, self.lora_bias.shape[1]))
 
     def update(self, x: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
-        """Return ``(alpha / r) B[s] A[s] x`` per row, zero for rows with segment -1.
+        """Return ``(alpha / r) B[s] A[s] x`` (plus ``b[s]``) per row, zero for rows with segment -1.
 
         ``x`` is (B, ..., in) with one segment per leading row, and ``segments`` is (B,) int64
         in [-1, num_segments).
@@ -70,12 +82,16 @@ class SegmentLowRank(nn.Module):
             # not on the batch, so a row's output never depends on which rows share its batch.
             hidden = flat @ self.lora_A[0].T                        # (B, T, r)
             delta = hidden @ self.lora_B[0].T                       # (B, T, out)
+            bias = self.lora_bias[0].expand(rows, -1) if self.has_bias else None
         else:
             a = self.lora_A[index]                                  # (B, r, in)
             b = self.lora_B[index]                                  # (B, out, r)
             hidden = torch.bmm(flat, a.transpose(1, 2))             # (B, T, r)
             delta = torch.bmm(hidden, b.transpose(1, 2))            # (B, T, out)
+            bias = self.lora_bias[index] if self.has_bias else None  # (B, out)
         delta = delta * (self.config.scaling * active)
+        if bias is not None:
+            delta = delta + bias.unsqueeze(1) * active
         return delta.reshape(*x.shape[:-1], self.out_features)
 
     def update_matrix(self, segment: int) -> torch.Tensor:
@@ -83,14 +99,14 @@ class SegmentLowRank(nn.Module):
         return (self.config.scaling * (self.lora_B[segment] @ self.lora_A[segment])).detach()
 
     def adapter_parameters_per_segment(self) -> int:
-        return self.config.r * (self.in_features + self.out_features)
+        return self.config.r * (self.in_features + self.out_features) + self.lora_bias.shape[1]
 
 
 class SegmentLoRALinear(SegmentLowRank):
     """A frozen ``nn.Linear`` plus one low-rank update per segment."""
 
     def __init__(self, base: nn.Linear, num_segments: int, config: LoRAConfig) -> None:
-        super().__init__(base.in_features, base.out_features, num_segments, config)
+        super().__init__(base.in_features, base.out_features, num_segments, config, with_bias=config.segment_bias)
         self.base = base
 
     def forward(self, x: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
@@ -105,6 +121,14 @@ class SegmentLoRALinear(SegmentLowRank):
         if segment == NO_SEGMENT:
             return weight.clone()
         return weight + self.update_matrix(segment)
+
+    def merged_bias(self, segment: int) -> torch.Tensor | None:
+        """Return the bias ``b + b[s]`` of one segment (``b`` alone for -1), None when the layer has none."""
+        base = None if self.base.bias is None else self.base.bias.detach().clone()
+        if segment == NO_SEGMENT or not self.has_bias:
+            return base
+        shift = self.lora_bias[segment].detach()
+        return shift.clone() if base is None else base + shift
 
 
 class SegmentEmbeddingAdapter(SegmentLowRank):

@@ -51,6 +51,9 @@ class SASRecConfig:
     attention: str = "dense"
     attention_window: int = 32
     attention_stride: int = 64
+    # Training windows start every window_stride events (None: max_length, no overlap); see
+    # recsys_peft.training.sequences.
+    window_stride: int | None = None
 
     def __post_init__(self) -> None:
         if self.num_items < 1 or self.max_length < 1 or self.num_layers < 1:
@@ -66,6 +69,11 @@ class SASRecConfig:
             raise ValueError(f"SASRecConfig.loss must be 'full_softmax' or 'sampled_softmax', got {self.loss!r}")
         if self.attention not in ("dense", "sparse"):
             raise ValueError(f"SASRecConfig.attention must be 'dense' or 'sparse', got {self.attention!r}")
+        if self.window_stride is not None and not 1 <= self.window_stride <= self.max_length:
+            raise ValueError(
+                f"SASRecConfig.window_stride must be between 1 and max_length={self.max_length}, "
+                f"got {self.window_stride}"
+            )
         if self.attention_window < 1 or self.attention_stride < 0:
             raise ValueError(
                 f"SASRecConfig needs attention_window >= 1 and attention_stride >= 0, got "

@@ -413,7 +413,8 @@ def _stacking_config(metas: list[dict]) -> LoRAConfig:
     rank = max(int(m["rank"]) for m in metas)
     # Each adapter keeps its own alpha / r when stacked, so the stacked alpha only sets the width.
     return LoRAConfig(r=rank, alpha=float(first["alpha"]), dropout=float(first["dropout"]),
-                      target_modules=tuple(first["target_modules"]) if first.get("target_modules") else None)
+                      target_modules=tuple(first["target_modules"]) if first.get("target_modules") else None,
+                      segment_bias=any(m["lora"].get("segment_bias", False) for m in metas))
 
 
 __all__ = ["ANY", "BaseModelMismatch", "LoadedRelease", "PromotionConflict", "Registry", "RegistryError", "Release",

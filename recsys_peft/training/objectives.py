@@ -51,7 +51,8 @@ def objective(model: torch.nn.Module, snapshot: DataSnapshot, users_mask: np.nda
 
     if isinstance(model, SASRecModel):
         users = np.flatnonzero(users_mask) if users_mask is not None else None
-        sequences = training_sequences(log, snapshot.split.train_positions, model.config.max_length, users)
+        sequences = training_sequences(log, snapshot.split.train_positions, model.config.max_length, users,
+                                       model.config.window_stride)
         generator = torch.Generator().manual_seed(seed)
 
         def sasrec_loss(index: torch.Tensor) -> torch.Tensor:

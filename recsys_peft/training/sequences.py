@@ -1,9 +1,14 @@
 """Training sequences for SASRec, built once per data snapshot.
 
 Each user's training events (chronological) are cut into windows of ``max_length + 1`` items
-taken from the end, consecutive windows sharing one item: inputs are the first ``max_length``
-items of a window, targets the last ``max_length``. Windows are left-padded with -1, and the
-loss is taken only where the target is a real item.
+taken from the end: inputs are the first ``max_length`` items of a window, targets the last
+``max_length``. Windows are left-padded with -1, and the loss is taken only where the target is
+a real item.
+
+A window ends every ``stride`` events counting back from the user's last training event. With
+``stride == max_length`` consecutive windows share one item and every target is predicted once;
+a shorter stride overlaps the windows, so each target is also predicted from a longer history,
+at the cost of ``max_length / stride`` times more windows per epoch.
 """
 
 from __future__ import annotations
@@ -30,8 +35,14 @@ class Sequences:
 
 
 def training_sequences(log: InteractionLog, train_positions: np.ndarray, max_length: int,
-                       users: np.ndarray | None = None) -> Sequences:
-    """Windows over the training events of ``users`` (all users when None)."""
+                       users: np.ndarray | None = None, stride: int | None = None) -> Sequences:
+    """Windows over the training events of ``users`` (all users when None), one per ``stride`` events.
+
+    ``stride`` defaults to ``max_length`` (windows that do not overlap).
+    """
+    stride = max_length if stride is None else stride
+    if not 1 <= stride <= max_length:
+        raise ValueError(f"window stride must be between 1 and max_length={max_length}, got {stride}")
     train = np.zeros(len(log.items), dtype=bool)
     train[train_positions] = True
     if users is not None:
@@ -44,13 +55,15 @@ def training_sequences(log: InteractionLog, train_positions: np.ndarray, max_len
     ends = np.cumsum(counts)
     starts = ends - counts
 
-    # Window w of a user ends at item (count - 1 - w * max_length), walking back from the end.
+    # Window w of a user ends at item (count - 1 - w * stride), walking back from the end, until
+    # a window reaches the user's first item: 1 + ceil((count - 1 - max_length) / stride) windows.
     window = max_length + 1
-    windows_per_user = np.where(counts >= 2, np.ceil(np.maximum(counts - 1, 0) / max_length), 0).astype(np.int64)
+    earlier = np.ceil(np.maximum(counts - 1 - max_length, 0) / stride)
+    windows_per_user = np.where(counts >= 2, 1 + earlier, 0).astype(np.int64)
     user_of_window = np.repeat(np.arange(log.num_users), windows_per_user)
     order_in_user = np.arange(windows_per_user.sum()) - np.repeat(np.cumsum(windows_per_user) - windows_per_user,
                                                                  windows_per_user)
-    last = ends[user_of_window] - 1 - order_in_user * max_length                 # (W,) index of the last item
+    last = ends[user_of_window] - 1 - order_in_user * stride                     # (W,) index of the last item
     offsets = np.arange(-window + 1, 1)                                           # (L + 1,)
     source = last[:, None] + offsets[None, :]                                     # (W, L + 1)
     valid = source >= starts[user_of_window][:, None]

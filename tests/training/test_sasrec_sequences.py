@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -58,3 +59,24 @@ def test_sampled_softmax_masks_hits():
                                 generator=torch.Generator().manual_seed(0))
     # All negatives are masked, so only the positive logit remains: the loss is zero.
     assert float(loss) == 0.0
+
+
+def test_overlapping_windows_give_targets_longer_histories():
+    log = two_user_log()
+    sequences = training_sequences(log, np.arange(9), max_length=3, stride=1)
+    rows = sorted((tuple(i.tolist()), tuple(t.tolist())) for i, t in zip(sequences.inputs, sequences.targets))
+    assert rows == [
+        ((-1, -1, 20), (-1, -1, 21)),
+        ((10, 11, 12), (11, 12, 13)),
+        ((11, 12, 13), (12, 13, 14)),
+        ((12, 13, 14), (13, 14, 15)),
+        ((13, 14, 15), (14, 15, 16)),
+    ]
+    # Stride 2: windows end at 16 and 14, then one more reaches the first item.
+    ends = sorted(int(t[-1]) for t in training_sequences(log, np.arange(9), max_length=3, stride=2).targets)
+    assert ends == [12, 14, 16, 21]
+
+
+def test_window_stride_is_checked():
+    with pytest.raises(ValueError, match="window stride must be between 1 and max_length=3, got 4"):
+        training_sequences(two_user_log(), np.arange(9), max_length=3, stride=4)
