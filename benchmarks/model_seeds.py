@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=None, help="pretraining Adam rate (default: the family's)")
     parser.add_argument("--dropout", type=float, default=None,
                         help="SASRec dropout and attention dropout (default: the family's)")
+    parser.add_argument("--ema-decay", type=float, default=None,
+                        help="pretraining weight average decay, 0 for none (default: the family's)")
     parser.add_argument("--window-stride", type=int, default=None,
                         help="SASRec training windows start every N events (default: the family's)")
     parser.add_argument("--out", default=None, help="results file (default: benchmarks/results/MODEL_seeds.json)")
@@ -91,6 +93,8 @@ def main() -> None:
     if args.dropout is not None:
         config = dataclasses.replace(config, model_overrides={**config.model_overrides, "dropout": args.dropout,
                                                               "attention_dropout": args.dropout})
+    if args.ema_decay is not None:
+        config = dataclasses.replace(config, pretrain=dataclasses.replace(config.pretrain, ema_decay=args.ema_decay))
     if args.window_stride is not None:
         config = dataclasses.replace(config, model_overrides={**config.model_overrides,
                                                               "window_stride": args.window_stride})

@@ -4,7 +4,7 @@ import torch
 from recsys_peft.export.exporter import weights_hash
 from recsys_peft.models.two_tower import TwoTowerModel
 from recsys_peft.training.losses import item_log_q
-from recsys_peft.training.loop import TrainConfig, fit
+from recsys_peft.training.loop import TrainConfig, WeightAverage, fit
 from recsys_peft.training.pretrain import pretrain_two_tower, training_examples
 
 EXAMPLES = 256
@@ -109,3 +109,54 @@ def test_pretrain_same_seed_same_weights(snapshot, tiny_config, pretrained):
 def test_train_config_rejects_invalid(arguments, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**arguments)
+
+
+def test_weight_average_follows_its_formula():
+    weight = torch.nn.Parameter(torch.zeros(3))
+    average = WeightAverage([weight], decay=0.75)
+    with torch.no_grad():
+        weight.fill_(4.0)
+    average.update()
+    assert torch.equal(average.average[0], torch.full((3,), 1.0))   # 0.75 * 0 + 0.25 * 4
+
+    average.swap()
+    assert torch.equal(weight.detach(), torch.full((3,), 1.0))
+    average.swap()
+    assert torch.equal(weight.detach(), torch.full((3,), 4.0))
+
+
+def test_fit_validates_and_keeps_averaged_weights(setup):
+    model, examples, log_q, tags = setup
+    validate, states = scripted_validation(model, [0.1, 0.2, 0.5, 0.3])
+    parameters = [p for p in model.parameters() if p.numel() > 0]
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    result = fit(model, parameters, examples, tags, log_q, validate,
+                 TrainConfig(epochs=3, batch_size=64, learning_rate=1e-2, patience=3, ema_decay=0.9))
+
+    assert result.best_epoch == 2
+    for name, parameter in model.named_parameters():
+        assert torch.equal(parameter, states[2][name]), name
+    # With decay 0.9 over a few steps the average stays between the start and the trained
+    # weights; the raw weights would have moved further.
+    raw = fit_raw_weights(setup)
+    moved_average = (model.user_out.base.weight - start["user_out.base.weight"]).norm()
+    moved_raw = (raw - start["user_out.base.weight"]).norm()
+    assert 0 < moved_average < moved_raw
+
+
+def fit_raw_weights(setup) -> torch.Tensor:
+    """The user tower's output weight after the same two epochs without averaging."""
+    model, examples, log_q, tags = setup
+    torch.manual_seed(0)
+    fresh = TwoTowerModel(model.config)
+    parameters = [p for p in fresh.parameters() if p.numel() > 0]
+    validate, _ = scripted_validation(fresh, [0.1, 0.2, 0.5, 0.3])
+    fit(fresh, parameters, examples, tags, log_q, validate,
+        TrainConfig(epochs=3, batch_size=64, learning_rate=1e-2, patience=3))
+    return fresh.user_out.base.weight.detach()
+
+
+def test_ema_decay_is_checked():
+    with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\), got 1.0"):
+        TrainConfig(ema_decay=1.0)
