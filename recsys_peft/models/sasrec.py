@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-import torch.utils.checkpoint
 from torch import nn
 from torchrec import EmbeddingCollection, EmbeddingConfig, KeyedJaggedTensor
 
@@ -116,13 +115,7 @@ class CausalSelfAttention(nn.Module):
 
         q, k, v = (split(layer(x, segments)) for layer in (self.query, self.key, self.value))
         dropout = self.attention_dropout if self.training else 0.0
-        if self.sparse and torch.is_grad_enabled():
-            # Recompute the blocked scores in the backward pass instead of keeping them: with
-            # attention no longer quadratic, they would be a large share of what a step stores.
-            # The checkpoint restores the RNG state, so attention dropout draws the same mask.
-            attended = torch.utils.checkpoint.checkpoint(sparse_causal_attention, q, k, v, mask, self.window,
-                                                         self.stride, dropout, use_reentrant=False)
-        elif self.sparse:
+        if self.sparse:
             attended = sparse_causal_attention(q, k, v, mask, self.window, self.stride, dropout)
         else:
             attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from recsys_peft.models import attention
 from recsys_peft.models.attention import sparse_causal_attention, sparse_pattern
 from recsys_peft.models.sasrec import PAD, SASRecConfig, SASRecModel
 
@@ -42,6 +43,47 @@ def test_blocked_matches_pattern(length, window, stride):
     expected = _masked_dense(q, k, v, valid, sparse_pattern(length, window, stride))
     actual = sparse_causal_attention(q, k, v, valid, window=window, stride=stride)
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk_scores", [1, attention.CHUNK_SCORES])
+@pytest.mark.parametrize("length,window,stride", [(23, 4, 4), (23, 5, 3), (32, 8, 0), (9, 2, 7), (7, 20, 3)])
+def test_blocked_gradients_match_pattern(monkeypatch, chunk_scores, length, window, stride):
+    """The recomputing backward pass equals autograd through dense attention, one block per chunk or all at once."""
+    monkeypatch.setattr(attention, "CHUNK_SCORES", chunk_scores)
+    q, k, v, valid = _inputs(4, 2, length, 8, seed=2)
+    q, k, v = (t.double().requires_grad_() for t in (q, k, v))
+    weights = torch.randn(q.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+
+    expected = torch.autograd.grad(
+        (_masked_dense(q, k, v, valid, sparse_pattern(length, window, stride)) * weights).sum(), (q, k, v))
+    actual = torch.autograd.grad((sparse_causal_attention(q, k, v, valid, window, stride) * weights).sum(), (q, k, v))
+
+    for name, actual_grad, expected_grad in zip("qkv", actual, expected):
+        torch.testing.assert_close(actual_grad, expected_grad, rtol=1e-9, atol=1e-10, msg=f"gradient of {name}")
+
+
+@pytest.mark.parametrize("chunk_scores", [1, attention.CHUNK_SCORES])
+def test_dropout_gradients_match_finite_differences(monkeypatch, chunk_scores):
+    """The backward pass redraws the forward pass's dropout masks, chunk by chunk."""
+    monkeypatch.setattr(attention, "CHUNK_SCORES", chunk_scores)
+    q, k, v, valid = _inputs(2, 2, 11, 4, seed=3)
+    q, k, v = (t.double().requires_grad_() for t in (q, k, v))
+
+    def attend(q, k, v):
+        torch.manual_seed(7)
+        return sparse_causal_attention(q, k, v, valid, window=3, stride=4, dropout_p=0.4)
+
+    assert torch.autograd.gradcheck(attend, (q, k, v))
+
+
+def test_dropout_changes_output_reproducibly():
+    q, k, v, valid = _inputs(2, 2, 16, 8, seed=4)
+    torch.manual_seed(0)
+    dropped = sparse_causal_attention(q, k, v, valid, window=4, stride=4, dropout_p=0.5)
+    kept = sparse_causal_attention(q, k, v, valid, window=4, stride=4)
+    assert not torch.allclose(dropped, kept)
+    torch.manual_seed(0)
+    torch.testing.assert_close(sparse_causal_attention(q, k, v, valid, window=4, stride=4, dropout_p=0.5), dropped)
 
 
 def test_pattern_keeps_window_and_strides():
@@ -91,7 +133,7 @@ def test_config_rejects_bad_attention(overrides, match):
 
 
 def test_sasrec_sparse_training_matches_dense():
-    """In training mode (the recomputing path) a whole-sequence window gives dense outputs and gradients."""
+    """In training mode a whole-sequence window gives dense outputs and gradients."""
     torch.manual_seed(0)
     dense_config = SASRecConfig(num_items=30, max_length=12, embedding_dim=16, num_heads=2, ffn_dim=32,
                                 dropout=0.0, attention_dropout=0.0)
