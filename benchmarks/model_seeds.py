@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from recsys_peft.config import PipelineConfig
 from recsys_peft.dataset.snapshot import load_snapshot
@@ -76,6 +77,9 @@ def main() -> None:
                         help="pretraining weight average decay, 0 for none (default: the family's)")
     parser.add_argument("--window-stride", type=int, default=None,
                         help="SASRec training windows start every N events (default: the family's)")
+    parser.add_argument("--model-override", action="append", default=[], metavar="KEY=VALUE",
+                        help="an architecture setting on top of the family's defaults, e.g. embedding_dim=128 "
+                             "(repeatable; values are read as YAML)")
     parser.add_argument("--out", default=None, help="results file (default: benchmarks/results/MODEL_seeds.json)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="torch threads (default: all cores); on a machine shared with other jobs, 1 "
@@ -98,6 +102,9 @@ def main() -> None:
     if args.window_stride is not None:
         config = dataclasses.replace(config, model_overrides={**config.model_overrides,
                                                               "window_stride": args.window_stride})
+    for item in args.model_override:
+        key, _, value = item.partition("=")
+        config = dataclasses.replace(config, model_overrides={**config.model_overrides, key: yaml.safe_load(value)})
     raw = fetch_movielens_100k(config.raw_dir)
     store = Path(args.work_dir) / "store"
     ingest_source(load_source_spec(config.source_spec), raw, store)
