@@ -3,7 +3,8 @@
 For each data set and teacher-student pair, this trains the teacher and distils it into the
 student (``recsys_peft.distillation``: softened listwise KL over the teacher's top-K plus the
 true next items). It exports both and batch-scores every user with each export
-(``scoring.score_users``, top 10, seen items excluded). It reports test NDCG@10 with 95%
+(``scoring.score_users``, top 10, seen items excluded), the two exports taking turns so that a
+change in machine load affects both timings. It reports test NDCG@10 with 95%
 bootstrap intervals (leave-one-out by time, full-catalogue ranking), parameter counts, export
 sizes and users scored per second.
 
@@ -146,25 +147,36 @@ def folder_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
-def scoring_speed(folder: Path, snapshot: DataSnapshot, repeats: int) -> dict:
-    """Batch-score every user with the export (top 10 as of the end of the log); keep the fastest run."""
-    exported = ExportedModel.load(folder)
+def scoring_speed(folders: dict[str, Path], snapshot: DataSnapshot, repeats: int) -> dict[str, dict]:
+    """Time batch scoring of every user (top 10 as of the end of the log) with each export.
+
+    The exports take turns, one run each per round, with the same user chunk, item chunk and
+    torch threads, so a change in machine load during the measurement affects both. A first,
+    untimed round warms up both exports' code paths and caches. Each export's fastest timed run
+    counts.
+    """
+    exports = {name: ExportedModel.load(folder) for name, folder in folders.items()}
     users = np.arange(snapshot.log.num_users)
     positions = snapshot.log.offsets[users + 1]
-    seconds = []
-    for _ in range(repeats):
-        _, summary = score_users(exported, snapshot.log, snapshot.users, users, positions, k=10)
-        seconds.append(summary.seconds)
-    best = min(seconds)
-    return {"users": int(len(users)), "scoring_seconds": best, "users_per_second": len(users) / best,
-            "scoring_seconds_all_runs": seconds}
+    seconds: dict[str, list[float]] = {name: [] for name in folders}
+    for round_index in range(repeats + 1):
+        for name, export in exports.items():
+            _, summary = score_users(export, snapshot.log, snapshot.users, users, positions, k=10)
+            if round_index > 0:
+                seconds[name].append(summary.seconds)
+    speeds = {}
+    for name, runs in seconds.items():
+        best = min(runs)
+        speeds[name] = {"users": int(len(users)), "scoring_seconds": best, "users_per_second": len(users) / best,
+                        "scoring_seconds_all_runs": runs}
+    return speeds
 
 
 def run_pair(dataset: str, store: Path, pair: Pair, args: argparse.Namespace, work: Path) -> dict:
     snapshot = load_snapshot(store, load_segment_spec(SEGMENT_SPEC), MOVIELENS_USER_ATTRIBUTES)
     log(f"== {dataset} / {pair.name}: {snapshot.log.num_users} users, {snapshot.log.num_items} items")
 
-    # Teacher: train, test, export, score.
+    # Teacher: train, test, export.
     teacher, slots, teacher_info = train_teacher(snapshot, pair, args)
     teacher_folder = work / "exports" / dataset / pair.name.replace(":", "-") / "teacher"
     teacher_manifest = export_model(teacher, snapshot, slots, teacher_folder, store, {}, seed=args.seed)
@@ -172,10 +184,9 @@ def run_pair(dataset: str, store: Path, pair: Pair, args: argparse.Namespace, wo
         **teacher_info, **test_quality(teacher, snapshot, slots, args.seed),
         "parameters": parameter_count(teacher), "export_bytes": folder_bytes(teacher_folder),
         "model_version": teacher_manifest["model_version"],
-        **scoring_speed(teacher_folder, snapshot, args.scoring_repeats),
     }
 
-    # Student: distil, test, export, score.
+    # Student: distil, test, export.
     student = make_student(snapshot, pair, args.seed)
     config = DistillConfig(top_k=args.top_k, temperature=args.temperature, kd_weight=args.kd_weight,
                            train=TrainConfig(epochs=args.student_epochs, batch_size=256, learning_rate=2e-3,
@@ -191,8 +202,12 @@ def run_pair(dataset: str, store: Path, pair: Pair, args: argparse.Namespace, wo
         "family": pair.student_family, "overrides": pair.student_overrides, "seconds": student_seconds,
         "best_epoch": distilled.result.best_epoch, **test_quality(distilled.model, snapshot, None, args.seed),
         "parameters": parameter_count(distilled.model), "export_bytes": folder_bytes(student_folder),
-        **scoring_speed(student_folder, snapshot, args.scoring_repeats),
     }
+
+    # Scoring speed of both exports, measured in alternation.
+    speeds = scoring_speed({"teacher": teacher_folder, "student": student_folder}, snapshot, args.scoring_repeats)
+    teacher_result.update(speeds["teacher"])
+    student_result.update(speeds["student"])
 
     kept = student_result["test_ndcg@10"] / teacher_result["test_ndcg@10"] if teacher_result["test_ndcg@10"] else None
     # Scoring cost is seconds per user, so the student's share is the inverse ratio of users per second.
@@ -226,13 +241,17 @@ def main() -> None:
     parser.add_argument("--generated-users", type=int, default=2000)
     parser.add_argument("--generated-items", type=int, default=1000)
     parser.add_argument("--generated-events", type=int, default=60_000)
-    parser.add_argument("--scoring-repeats", type=int, default=2, help="scoring runs per export; the fastest counts")
+    parser.add_argument("--scoring-repeats", type=int, default=5,
+                        help="timed scoring runs per export, after one untimed run, teacher and student in "
+                             "turn; the fastest counts (default: 5)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1, so that timings do not depend on how many cores are free)")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "data" / "cache" / "bench-distill")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.scoring_repeats < 1:
+        parser.error(f"--scoring-repeats must be at least 1, got {args.scoring_repeats}")
     torch.set_num_threads(args.threads)
 
     started = time.perf_counter()
