@@ -27,6 +27,7 @@ Writes benchmarks/results/adapters.json and prints one table per data set and se
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -541,6 +542,8 @@ def main() -> None:
     parser.add_argument("--generated-segment-share", type=float, default=0.0,
                         help="share of each generated user's events drawn from their segment's own favourite "
                              "items (default 0: segments differ only in genre tastes)")
+    parser.add_argument("--segment-bias", action="store_true",
+                        help="give every adapted dense layer a per-segment bias too (LoRAConfig.segment_bias)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, so that timings do not depend on how many cores are free)")
     parser.add_argument("--work-dir", default=str(ROOT / "data" / "cache" / "bench-adapters"))
@@ -550,6 +553,11 @@ def main() -> None:
         args.generated_users, args.generated_items, args.generated_events = 300, 2000, 15_000
         args.pretrain_epochs = args.pretrain_epochs or 3
         args.fractions = [0.5]
+    if args.segment_bias:
+        # Every run of this process reads the module-level config, so replace it once here.
+        global ADAPTER_CONFIG
+        ADAPTER_CONFIG = dataclasses.replace(ADAPTER_CONFIG,
+                                             lora=dataclasses.replace(ADAPTER_CONFIG.lora, segment_bias=True))
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     work_dir = Path(args.work_dir)
