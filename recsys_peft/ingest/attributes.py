@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recsys_peft.ingest.readers import SOURCE_LINE, read_raw_table, strip_strings
+from recsys_peft.ingest.readers import SOURCE_LINE, json_type_column, read_raw_table, strip_strings
 from recsys_peft.ingest.spec import AttributeSource, SourceSpec
 from recsys_peft.ingest.validate import normalize_int_ids
 from recsys_peft.ingest.vocab import Vocabulary
@@ -18,7 +18,7 @@ def require_columns(table: pa.Table, path: Path, needed: list[str], spec: Source
     """Raise ``ValueError`` naming the file and the missing columns unless ``table`` has ``needed``."""
     missing = [name for name in needed if name not in table.column_names]
     if missing:
-        found = [name for name in table.column_names if name != SOURCE_LINE]
+        found = [name for name in table.column_names if name != SOURCE_LINE and not name.endswith(json_type_column(""))]
         raise ValueError(
             f"{path}: missing column(s) {missing} required by source spec {spec.path or spec.name}; "
             f"found columns {found}"
@@ -35,6 +35,12 @@ def read_attributes(source: AttributeSource, path: Path, spec: SourceSpec) -> pa
         if name in source.multi_valued:
             column = pc.split_pattern(pc.utf8_trim_whitespace(column), source.multi_valued[name])
         columns[name] = column
+    types_name = json_type_column(source.id)
+    if types_name in table.column_names and table.column(types_name).null_count < table.num_rows:
+        row = int(np.flatnonzero(~table.column(types_name).is_null().to_numpy(zero_copy_only=False))[0])
+        raise ValueError(f"{path}: line {table.column(SOURCE_LINE)[row].as_py()}, column {source.id!r}: "
+                         f"id {table.column(source.id)[row].as_py()!r} is a JSON "
+                         f"{table.column(types_name)[row].as_py()}; expected a string or a number")
     result = strip_strings(pa.table(columns), ["id"])
     null_ids = result.column("id").null_count
     if null_ids:

@@ -26,7 +26,8 @@ from recsys_peft import atomic
 from recsys_peft.ingest.attributes import attributes_table, read_attributes, require_columns
 from recsys_peft.ingest.lock import DEFAULT_TIMEOUT_SECONDS, store_lock
 from recsys_peft.ingest.merge import merge_spill
-from recsys_peft.ingest.readers import SOURCE_LINE, iter_raw_batches, list_input_files, strip_strings
+from recsys_peft.ingest.readers import (SOURCE_LINE, iter_raw_batches, json_type_column, list_input_files,
+                                        strip_strings)
 from recsys_peft.ingest.spec import SourceSpec
 from recsys_peft.ingest.spill import Spill
 from recsys_peft.ingest.state import StoreState, schema_description
@@ -136,6 +137,9 @@ def _spill_file(path: Path, report: _FileReport, file_index: int, first_order: i
             require_columns(batch, path, list(mapping.values()), spec)
         canonical = pa.table({name: batch.column(source) for name, source in mapping.items()})
         canonical = strip_strings(canonical, list(mapping)).append_column(SOURCE_LINE, batch.column(SOURCE_LINE))
+        for name, source in mapping.items():
+            if json_type_column(source) in batch.column_names:
+                canonical = canonical.append_column(json_type_column(name), batch.column(json_type_column(source)))
         checked = validate_interactions(canonical, report.name, spec, now=now)
         start = first_order + report.rows_read
         orders = np.arange(start, start + batch.num_rows, dtype=np.int64)

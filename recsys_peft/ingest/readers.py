@@ -6,6 +6,10 @@ quarantined row instead of a reader crash. ``source_line`` is
 the 1-based line of the row in the file (the header is line 1 for delimited files), or the
 0-based row index for parquet.
 
+A JSON Lines value that is a boolean, an array or an object also keeps its JSON text, and
+its type name goes to a companion column named by ``json_type_column``, so that validation
+can quarantine it where only a string or a number is an acceptable value (ids).
+
 ``iter_raw_batches`` streams a file in batches so that memory does not grow with its size;
 ``read_raw_table`` reads a whole (small) file, as attribute files are. A name ending in
 ``.gz`` is read as gzip, and a 0-byte file, compressed or not, has no rows and no columns.
@@ -34,6 +38,16 @@ BLOCK_BYTES = 1 << 22   # CSV block: 4 MiB kept peak memory at a quarter of 16 M
 PYTHON_BATCH_ROWS = 65_536
 _DEFAULT_DELIMITERS = {"csv": ",", "tsv": "\t", "recbole": "\t"}
 _GLOB_CHARACTERS = set("*?[")
+_JSON_TYPE_SUFFIX = ":json_type"
+
+
+def json_type_column(name: str) -> str:
+    """Name the companion column of JSON Lines column ``name``.
+
+    It is present only in a batch where ``name`` has a boolean, array or object value, and contains
+    ``"boolean"``, ``"array"`` or ``"object"`` for those rows and null for the others.
+    """
+    return f"{name}{_JSON_TYPE_SUFFIX}"
 
 
 class EmptyInputError(ValueError):
@@ -84,7 +98,8 @@ def _iter_jsonl(path: Path, encoding: str) -> Iterator[pa.Table]:
 
     The file is parsed here, not by pyarrow, because pyarrow infers one type per column and
     fails on a column that contains both ``12`` and ``"12"``, and it skips blank lines without
-    counting them. Non-string values keep their JSON text: ``12`` becomes ``"12"``. Batches
+    counting them. Non-string values keep their JSON text: ``12`` becomes ``"12"``, and a
+    boolean, array or object also gets its type in the ``json_type_column`` companion. Batches
     may have different columns when records do: a key missing from a record is null.
     """
     records: list[dict] = []
@@ -97,7 +112,13 @@ def _iter_jsonl(path: Path, encoding: str) -> Iterator[pa.Table]:
 
     def flush() -> pa.Table:
         names = dict.fromkeys(name for record in records for name in record)
-        columns = {name: pa.array([as_text(r.get(name)) for r in records], pa.string()) for name in names}
+        columns = {}
+        for name in names:
+            values = [r.get(name) for r in records]
+            columns[name] = pa.array([as_text(v) for v in values], pa.string())
+            types = [_json_type_name(v) for v in values]
+            if any(types):
+                columns[json_type_column(name)] = pa.array(types, pa.string())
         columns[SOURCE_LINE] = pa.array(lines, pa.int64())
         return pa.table(columns)
 
@@ -118,6 +139,17 @@ def _iter_jsonl(path: Path, encoding: str) -> Iterator[pa.Table]:
                 records, lines = [], []
     if records:
         yield flush()
+
+
+def _json_type_name(value: object) -> str | None:
+    """Return the JSON type name of a boolean, array or object, or None for a string, number or null."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return None
 
 
 def _iter_split_lines(path: Path, layout: FileLayout, delimiter: str) -> Iterator[pa.Table]:

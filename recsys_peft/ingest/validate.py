@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recsys_peft.ingest.readers import SOURCE_LINE
+from recsys_peft.ingest.readers import SOURCE_LINE, json_type_column
 from recsys_peft.ingest.spec import SourceSpec
 
 QUARANTINE_SCHEMA = pa.schema([
@@ -212,6 +212,8 @@ def validate_interactions(
     for name in ("user_id", "item_id"):
         ids[name] = table.column(name)
         flags.flag(_mask(ids[name].is_null()), name, f"missing {name}")
+    for name in ("user_id", "item_id", "event_type"):
+        _flag_json_non_scalars(table, name, flags)
     if spec.id_type == "int":
         for name in ("user_id", "item_id"):
             ids[name], not_int = normalize_int_ids(ids[name])
@@ -261,6 +263,17 @@ def validate_interactions(
     if not bad.any():
         return ValidatedRows(good, QUARANTINE_SCHEMA.empty_table(), ~bad)
     return ValidatedRows(good.filter(pa.array(~bad)), _quarantine_rows(table, source_file, flags, bad), ~bad)
+
+
+def _flag_json_non_scalars(table: pa.Table, name: str, flags: _Flags) -> None:
+    """Flag rows where JSON Lines gave column ``name`` a boolean, array or object."""
+    types_name = json_type_column(name)
+    if types_name not in table.column_names:
+        return
+    types = table.column(types_name)
+    for json_type in ("boolean", "array", "object"):
+        is_type = _mask(pc.fill_null(pc.equal(types, json_type), False))
+        flags.flag(is_type, name, f"{name} is a JSON {json_type}; expected a string or a number")
 
 
 def _quarantine_rows(table: pa.Table, source_file: str, flags: _Flags, bad: np.ndarray) -> pa.Table:

@@ -1,5 +1,6 @@
 """Quarantine: bad rows are kept aside with file, line, column, value and reason."""
 
+import dataclasses
 import re
 from datetime import datetime, timezone
 
@@ -190,3 +191,64 @@ def test_quarantine_dst_gap_reason(raw_dir, tmp_path, make_spec):
     assert {r["reason"] for r in rows} == {
         "local time does not exist or is ambiguous in Europe/Berlin (daylight-saving change); give it an offset or a Z"}
     assert summary.rows_written == 2
+
+
+# Line 4 is blank, so the lines after it show that the quarantine keeps true line numbers.
+JSON_NON_SCALAR_IDS = (
+    '{"user": "1", "item": "3", "ts": 100}\n'         # 1: good
+    '{"user": true, "item": "3", "ts": 100}\n'        # 2: boolean user_id
+    '{"user": ["x"], "item": "3", "ts": 100}\n'       # 3: array user_id
+    '\n'
+    '{"user": {"a": 1}, "item": "3", "ts": 100}\n'    # 5: object user_id
+    '{"user": null, "item": "3", "ts": 100}\n'        # 6: missing user_id
+    '{"user": "2", "item": false, "ts": 100}\n'       # 7: boolean item_id
+    '{"user": 12, "item": 12.0, "ts": 100}\n'         # 8: good
+)
+
+
+@pytest.mark.parametrize("id_type", ["string", "int"])
+def test_quarantine_json_non_scalar_ids(raw_dir, tmp_path, make_spec, now, id_type):
+    (raw_dir / "events.jsonl").write_text(JSON_NON_SCALAR_IDS, encoding="utf-8")
+    spec = dataclasses.replace(make_spec(fmt="jsonl", file="events.jsonl", weight=False), id_type=id_type)
+    store = tmp_path / "store"
+
+    summary = ingest_source(spec, raw_dir, store, max_bad_fraction=0.9, now=now)
+
+    rows = [(r["source_line"], r["column"], r["value"], r["reason"]) for r in read_quarantine(store).to_pylist()]
+    assert rows == [
+        (2, "user_id", "true", "user_id is a JSON boolean; expected a string or a number"),
+        (3, "user_id", '["x"]', "user_id is a JSON array; expected a string or a number"),
+        (5, "user_id", '{"a": 1}', "user_id is a JSON object; expected a string or a number"),
+        (6, "user_id", None, "missing user_id"),
+        (7, "item_id", "false", "item_id is a JSON boolean; expected a string or a number"),
+    ]
+    assert summary.rows_written == 2
+
+
+def test_quarantine_json_string_ids_kept(raw_dir, tmp_path, make_spec, now):
+    # A string that reads like a JSON literal is an ordinary id, and 12 and "12" are one user.
+    (raw_dir / "events.jsonl").write_text(
+        '{"user": "true", "item": "[x]", "ts": 100}\n{"user": 12, "item": 12.0, "ts": 200}\n'
+        '{"user": "12", "item": "12", "ts": 300}\n', encoding="utf-8")
+    spec = make_spec(fmt="jsonl", file="events.jsonl", weight=False)
+
+    summary = ingest_source(spec, raw_dir, tmp_path / "store", now=now)
+
+    events = read_interactions(tmp_path / "store")
+    assert events.column("user_id").to_pylist() == ["true", "12", "12"]
+    assert events.column("item_id").to_pylist() == ["[x]", "12.0", "12"]
+    assert summary.rows_quarantined == 0
+
+
+def test_quarantine_json_event_type_array(raw_dir, tmp_path, make_spec, now):
+    (raw_dir / "events.jsonl").write_text(
+        '{"user": "u1", "item": "a", "ts": 100, "action": "view"}\n'
+        '{"user": "u1", "item": "b", "ts": 100, "action": ["view"]}\n', encoding="utf-8")
+    base = make_spec(fmt="jsonl", file="events.jsonl", weight=False)
+    columns = {**base.interactions.columns, "event_type": "action"}
+    spec = dataclasses.replace(base, interactions=dataclasses.replace(base.interactions, columns=columns))
+
+    ingest_source(spec, raw_dir, tmp_path / "store", max_bad_fraction=0.9, now=now)
+
+    rows = [(r["source_line"], r["column"], r["value"], r["reason"]) for r in read_quarantine(tmp_path / "store").to_pylist()]
+    assert rows == [(2, "event_type", '["view"]', "event_type is a JSON array; expected a string or a number")]

@@ -3,6 +3,7 @@
 import dataclasses
 import hashlib
 import json
+import re
 
 import pyarrow.parquet as pq
 import pytest
@@ -214,6 +215,19 @@ def test_store_non_int_attribute_id_rejected(raw_dir, tmp_path, make_spec, now):
     spec = dataclasses.replace(make_spec(users=AttributeSource("users.csv", "user", {"age": "age"})), id_type="int")
 
     with pytest.raises(ValueError, match=r"users\.csv: line 3, column 'user': id 'seven' is not an integer"):
+        ingest_source(spec, raw_dir, tmp_path / "store", now=now)
+
+    assert not (tmp_path / "store" / "users.parquet").exists()
+
+
+def test_store_json_array_attribute_id_rejected(raw_dir, tmp_path, make_spec, now):
+    (raw_dir / "events.jsonl").write_text('{"user": "u1", "item": "a", "ts": 100}\n', encoding="utf-8")
+    (raw_dir / "users.jsonl").write_text('{"user": "u1", "age": 40}\n{"user": ["u2"], "age": 30}\n',
+                                         encoding="utf-8")
+    users = AttributeSource("users.jsonl", "user", {"age": "age"})
+    spec = make_spec(fmt="jsonl", file="events.jsonl", weight=False, users=users)
+
+    with pytest.raises(ValueError, match=re.escape("""users.jsonl: line 2, column 'user': id '["u2"]' is a JSON array""")):
         ingest_source(spec, raw_dir, tmp_path / "store", now=now)
 
     assert not (tmp_path / "store" / "users.parquet").exists()
