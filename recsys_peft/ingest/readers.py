@@ -17,11 +17,11 @@ can quarantine it where only a string or a number is an acceptable value (ids).
 
 from __future__ import annotations
 
-import csv
 import glob
 import gzip
 import io
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,10 +31,17 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from recsys_peft.ingest.read_errors import first_line_with_wrong_field_count, row_larger_than_block, undecodable_line
 from recsys_peft.ingest.spec import FileLayout
+
+LOGGER = logging.getLogger(__name__)
 
 SOURCE_LINE = "source_line"
 BLOCK_BYTES = 1 << 22   # CSV block: 4 MiB kept peak memory at a quarter of 16 MiB blocks, as fast
+# The largest block tried for a file with a row larger than BLOCK_BYTES. pyarrow keeps a few
+# blocks in memory at once (an estimate), so this cap also bounds the memory one long row takes.
+MAX_BLOCK_BYTES = 1 << 28
+_STRADDLING_ROW = "straddling object straddles two block boundaries"
 PYTHON_BATCH_ROWS = 65_536
 _DEFAULT_DELIMITERS = {"csv": ",", "tsv": "\t", "recbole": "\t"}
 _GLOB_CHARACTERS = set("*?[")
@@ -186,6 +193,32 @@ def _split_rows_table(names: list[str], rows: list[list[str]], first_line: int) 
 
 
 def _iter_delimited(path: Path, fmt: str, layout: FileLayout, delimiter: str) -> Iterator[pa.Table]:
+    """Stream a one-character-delimited file with pyarrow, growing the block for a row larger than it.
+
+    pyarrow (26.0) fails on a row that spans more than two blocks. Then the file is opened again with
+    a block four times larger, and the rows already yielded are skipped, up to ``MAX_BLOCK_BYTES``.
+    """
+    block_size = BLOCK_BYTES
+    rows_yielded = 0
+    while True:
+        try:
+            for table in _iter_delimited_blocks(path, fmt, layout, delimiter, block_size, rows_yielded):
+                yield table
+                rows_yielded += table.num_rows
+            return
+        except pa.ArrowInvalid as error:
+            if _STRADDLING_ROW not in str(error):
+                raise
+            if block_size >= MAX_BLOCK_BYTES:
+                raise ValueError(row_larger_than_block(path, MAX_BLOCK_BYTES)) from error
+            block_size = min(block_size * 4, MAX_BLOCK_BYTES)
+            LOGGER.info("read file=%s rows_read=%d block_mib=%d: a row is larger than the block, reading again "
+                        "with larger blocks", path, rows_yielded, block_size >> 20)
+
+
+def _iter_delimited_blocks(path: Path, fmt: str, layout: FileLayout, delimiter: str, block_size: int,
+                           rows_to_skip: int) -> Iterator[pa.Table]:
+    """Yield the rows of ``path`` after the first ``rows_to_skip``, read in blocks of ``block_size`` bytes."""
     names: list[str] | None
     if layout.column_names:
         names, skip = list(layout.column_names), 0
@@ -193,11 +226,12 @@ def _iter_delimited(path: Path, fmt: str, layout: FileLayout, delimiter: str) ->
         names, skip = _recbole_header(path, layout.encoding), 1
     else:
         names, skip = None, 0
-    read_options = pacsv.ReadOptions(column_names=names, skip_rows=skip, block_size=BLOCK_BYTES,
-                                     encoding=layout.encoding)
+    read_options = pacsv.ReadOptions(column_names=names, skip_rows=skip, skip_rows_after_names=rows_to_skip,
+                                     block_size=block_size, encoding=layout.encoding)
     # Quoting is on for commas only: MovieLens titles in tab- and pipe-separated files contain
     # bare quotes. A blank line stays a row (of nulls, so validation quarantines it) to keep
-    # source_line equal to the line number. A quoted value that spans lines fails to parse.
+    # source_line equal to the line number. A quoted value that spans lines is read as one row,
+    # so source_line of each later row is one too small for each extra line.
     parse_options = pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if delimiter == "," else False,
                                        ignore_empty_lines=False)
     if names is None:
@@ -213,14 +247,14 @@ def _iter_delimited(path: Path, fmt: str, layout: FileLayout, delimiter: str) ->
     convert_options = pacsv.ConvertOptions(column_types={name: pa.string() for name in header}, strings_can_be_null=True,
                                            quoted_strings_can_be_null=False, null_values=[""])
     reader = pacsv.open_csv(path, read_options, parse_options, convert_options)
-    first_line = 1 if names is not None and skip == 0 else 2
+    first_line = (1 if names is not None and skip == 0 else 2) + rows_to_skip
     emitted = False
     for batch in reader:
         emitted = True
         table = pa.Table.from_batches([batch])
         yield _with_lines(table, first_line)
         first_line += table.num_rows
-    if not emitted:  # a header and no rows: keep the columns so that they can be checked
+    if not emitted and rows_to_skip == 0:  # a header and no rows: keep the columns so that they can be checked
         yield _with_lines(pa.table({name: pa.array([], pa.string()) for name in header}), first_line)
 
 
@@ -235,27 +269,6 @@ def _iter_parquet(path: Path) -> Iterator[pa.Table]:
         table = pa.Table.from_batches([batch]).cast(strings)
         yield _with_lines(table, first)
         first += table.num_rows
-
-
-def _first_line_with_wrong_field_count(path: Path, layout: FileLayout, delimiter: str) -> int | None:
-    """Return the number of the first line whose field count differs from the first line's.
-
-    Only called after a parse error, to say where it is. Commas honour quotes, like the reader.
-    """
-    with open_text(path, layout.encoding) as handle:
-        if delimiter == ",":
-            rows = ((number, len(fields)) for number, fields in enumerate(csv.reader(handle), start=1))
-        else:
-            rows = ((number, len(text.rstrip("\r\n").split(delimiter))) for number, text in enumerate(handle, start=1))
-        expected = len(layout.column_names) if layout.column_names else None
-        for number, count in rows:
-            if count <= 1 and expected != 1:
-                continue  # a blank line, which the reader keeps as a row of nulls
-            if expected is None:
-                expected = count
-            elif count != expected:
-                return number
-    return None
 
 
 def iter_raw_batches(path: str | Path, fmt: str, layout: FileLayout = FileLayout()) -> Iterator[pa.Table]:
@@ -286,9 +299,13 @@ def iter_raw_batches(path: str | Path, fmt: str, layout: FileLayout = FileLayout
         else:
             raise ValueError(f"{path}: format {fmt!r} is not supported")
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, EOFError, UnicodeDecodeError) as error:
+        if isinstance(error, UnicodeDecodeError) or "invalid UTF8" in str(error):
+            message = undecodable_line(path, layout, delimiter if fmt != "jsonl" else None, fmt == "recbole")
+            if message is not None:
+                raise ValueError(message) from error
         where = ""
         if "columns, got" in str(error) and delimiter is not None and len(delimiter) == 1:
-            line = _first_line_with_wrong_field_count(path, layout, delimiter)
+            line = first_line_with_wrong_field_count(path, layout, delimiter)
             where = f" (line {line})" if line is not None else ""
         raise ValueError(f"{path}: cannot be read as {fmt}{where}: {error}") from error
 

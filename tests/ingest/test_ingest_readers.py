@@ -7,7 +7,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from recsys_peft.ingest import readers
 from recsys_peft.ingest.readers import SOURCE_LINE, read_raw_table, strip_strings
+from recsys_peft.ingest.spec import FileLayout
 
 
 def test_read_recbole_header_types_stripped(tmp_path):
@@ -225,3 +227,64 @@ def test_read_csv_wrong_field_count_names_line(tmp_path):
 
     with pytest.raises(ValueError, match=r"events\.csv: cannot be read as csv \(line 5\): .*Expected 3 columns, got 4"):
         read_raw_table(path, "csv")
+
+
+def _write_long_field_csv(path, field_bytes):
+    """Write 3.5 MiB of short rows first, so that the long field on line 306,002 spans three 4 MiB blocks."""
+    short_rows = "".join(f"u{i:06d},i,1\n" for i in range(306_000))  # 12 bytes each
+    path.write_text(f"user,item,ts\n{short_rows}u_long,{'x' * field_bytes},2\nu_last,i,3\n", encoding="utf-8")
+
+
+def test_read_csv_field_larger_than_block(tmp_path):
+    path = tmp_path / "events.csv"
+    _write_long_field_csv(path, 5 << 20)
+
+    table = read_raw_table(path, "csv")
+
+    assert table.num_rows == 306_002
+    assert table.column(SOURCE_LINE).to_pylist() == list(range(2, 306_004))
+    assert table.column("user").to_pylist()[-3:] == ["u305999", "u_long", "u_last"]
+    assert len(table.column("item")[-2].as_py()) == 5 << 20
+    assert table.column("ts").to_pylist()[-2:] == ["2", "3"]
+
+
+def test_read_csv_line_larger_than_max_block(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "MAX_BLOCK_BYTES", readers.BLOCK_BYTES)
+    path = tmp_path / "events.csv"
+    _write_long_field_csv(path, 5 << 20)
+
+    expected = (f"{path}: line 306002 is 5.0 MiB, and a line larger than the CSV reader's maximum block of 4 MiB "
+                f"cannot be read. Shorten or drop its long field before ingest, or convert the file to JSON Lines")
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        read_raw_table(path, "csv")
+
+
+ENCODING_FIX = ("Set `encoding:` for this file in the source spec to the file's encoding "
+                "(for example `encoding: latin-1` under `interactions:`).")
+
+
+@pytest.mark.parametrize(("fmt", "content", "where"), [
+    ("csv", b'user,item,ts\nu1,a,100\nu2,"Caf\xe9, bar",200\n', "line 3, column 'item': value b'Caf\\xe9, bar'"),
+    ("tsv", b"user\titem\tts\nu1\ta\t100\n\nu\xe92\tb\t200\n", "line 4, column 'user': value b'u\\xe92'"),
+    ("csv", b"us\xe9r,item,ts\nu1,a,100\n", "line 1, header field 1: value b'us\\xe9r'"),
+    ("jsonl", b'{"user": "u1"}\n{"user": "u\xe92"}\n', "line 2 is not valid utf-8 text: b'{\"user\": \"u\\xe92\"}'"),
+])
+def test_read_invalid_utf8_names_line(tmp_path, fmt, content, where):
+    path = tmp_path / f"events.{fmt}"
+    path.write_bytes(content)
+
+    with pytest.raises(ValueError) as raised:
+        read_raw_table(path, fmt)
+
+    message = str(raised.value)
+    assert message.startswith(f"{path}: {where}")
+    assert message.endswith(ENCODING_FIX)
+
+
+def test_read_invalid_utf8_with_column_names(tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_bytes(b"u1,a,100\nu2,b,2\xe900\n")
+    layout = FileLayout(column_names=("user", "item", "ts"))
+
+    with pytest.raises(ValueError, match=re.escape(f"{path}: line 2, column 'ts': value b'2\\xe900' is not valid utf-8")):
+        read_raw_table(path, "csv", layout)
