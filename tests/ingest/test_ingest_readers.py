@@ -288,3 +288,14 @@ def test_read_invalid_utf8_with_column_names(tmp_path):
 
     with pytest.raises(ValueError, match=re.escape(f"{path}: line 2, column 'ts': value b'2\\xe900' is not valid utf-8")):
         read_raw_table(path, "csv", layout)
+
+
+def test_read_csv_quoted_newline_shifts_lines(tmp_path):
+    # A documented limit: u2 is on line 4, but the quoted field above it spans two lines, so it reads as 3.
+    path = tmp_path / "events.csv"
+    path.write_text('user,item,ts\nu1,"a\nb",100\nu2,c,200\n', encoding="utf-8")
+
+    table = read_raw_table(path, "csv")
+
+    assert table.column("item").to_pylist() == ["a\nb", "c"]
+    assert table.column(SOURCE_LINE).to_pylist() == [2, 3]
