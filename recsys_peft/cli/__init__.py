@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from recsys_peft.cli import interrupt
 from recsys_peft.cli.errors import EXIT_FAILED
 from recsys_peft.cli.export import export
 from recsys_peft.cli.generate import generate
@@ -17,7 +18,7 @@ from recsys_peft.cli.stages import demo, evaluate, finetune, report, run, train
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Personalise recommender models per user segment.\n\n"
-                       "Exit codes: 0 success, 1 the work failed, 2 bad usage or bad config.")
+                       "Exit codes: 0 success, 1 the work failed, 2 bad usage or bad config, 130 interrupted.")
 app.command("demo")(demo)
 app.command("run")(run)
 app.command("generate")(generate)
@@ -48,11 +49,17 @@ _add_schedule_commands(app)
 
 def main() -> None:
     """Run the command line; an error that escapes a command becomes one line on stderr and exit code 1."""
+    interrupt.install()
     try:
         app(standalone_mode=True)
     except SystemExit:
+        if interrupt.interrupted():
+            sys.exit(interrupt.EXIT_INTERRUPTED)
         raise
     except Exception as error:  # noqa: BLE001 - the last guard, so no traceback reaches the user by default
+        if interrupt.interrupted():
+            print("error: interrupted", file=sys.stderr)
+            sys.exit(interrupt.EXIT_INTERRUPTED)
         if "--debug" in sys.argv:
             raise
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)

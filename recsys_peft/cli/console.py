@@ -24,6 +24,14 @@ def _is_implicit_handler(handler: logging.Handler) -> bool:
             and formatter._fmt == logging.BASIC_FORMAT)
 
 
+def _plain_text(handler: logging.Handler) -> None:
+    """Stop a Rich console handler from turning ``:name:`` in messages into emoji (segment ``X:99``)."""
+    console = getattr(handler, "console", None)
+    # Rich reads this attribute when print() is not told otherwise; it has no public setter.
+    if console is not None and hasattr(console, "_emoji"):
+        console._emoji = False
+
+
 def setup_console(debug: bool) -> None:
     """Route Prefect's run logs to its console handler; without ``debug``, keep failures to one line.
 
@@ -37,6 +45,9 @@ def setup_console(debug: bool) -> None:
     for handler in [h for h in root.handlers if _is_implicit_handler(h)]:
         root.removeHandler(handler)
     setup_logging(incremental=False)
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            _plain_text(handler)
     if debug:
         return
     for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):

@@ -45,11 +45,11 @@ def ingest(
         else:
             source_spec, raw_dir = detect_source_spec(source)
     except (FileNotFoundError, ValueError) as error:  # the spec or the source folder: bad usage
-        fail(str(error), EXIT_USAGE)
+        fail(str(error), EXIT_USAGE, debug)
     try:
         summary = ingest_source(source_spec, raw_dir, store, max_bad_fraction=max_bad_fraction)
     except (OSError, TooManyBadRowsError, ValueError, RuntimeError) as error:  # the data: the work failed
-        fail(str(error), EXIT_FAILED)
+        fail(str(error), EXIT_FAILED, debug)
     typer.echo(summary.log_line())
 
 

@@ -65,8 +65,7 @@ def score(
         flow_module = import_flows("score")
         flow_module.task_runner(runner, workers or _cores(), dask_address)
     except (ValueError, FileNotFoundError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(error), EXIT_USAGE, debug)
     setup_console(debug)
     try:
         summary = flow_module.run_score_flow(settings, runner, workers or _cores(), dask_address)
