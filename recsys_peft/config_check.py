@@ -78,6 +78,22 @@ def _check_user_attributes(attributes: object) -> None:
             raise ConfigError(f"user_attributes.{name} bin edges must increase, got {list(edges)}")
 
 
+def _check_segment_attributes(source_spec_path: str, segment_spec_path: str) -> None:
+    """Raise ``ConfigError`` when the segment spec groups users by attributes the source spec does not map."""
+    from recsys_peft.ingest.spec import load_source_spec
+    from recsys_peft.segments import load_segment_spec
+
+    source, segments = load_source_spec(source_spec_path), load_segment_spec(segment_spec_path)
+    needed = sorted({key.attribute for level in segments.levels if level.source == "attributes" for key in level.keys})
+    mapped = set(source.users.attributes) if source.users is not None else set()
+    missing = [name for name in needed if name not in mapped]
+    if missing:
+        raise ConfigError(
+            f"segment_spec {segment_spec_path}: attributes {missing} are not mapped by source_spec "
+            f"{source_spec_path} (its users.attributes: {sorted(mapped)}); add them there or segment by "
+            f"attributes it maps")
+
+
 def check_config(config: PipelineConfig, need_raw: bool = True) -> None:
     """Raise ``ConfigError`` naming the key and value of the first problem in ``config``.
 
@@ -88,6 +104,7 @@ def check_config(config: PipelineConfig, need_raw: bool = True) -> None:
 
     _check_spec("source_spec", config.source_spec, load_source_spec)
     _check_spec("segment_spec", config.segment_spec, load_segment_spec)
+    _check_segment_attributes(config.source_spec, config.segment_spec)
     if need_raw and not config.fetch_movielens and not Path(config.raw_dir).is_dir():
         raise ConfigError(f"raw_dir: folder not found: {config.raw_dir} (set fetch_movielens=true to download "
                           f"MovieLens-100K there, or point raw_dir at your files)")

@@ -9,6 +9,7 @@ child processes and exits with code 130. A second Ctrl-C does the same at once.
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import threading
@@ -41,6 +42,9 @@ def install(grace_seconds: float = GRACE_SECONDS) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_interrupt)
+    # When the interrupt ends the process the usual way instead (an exception, sys.exit),
+    # still stop the children on the way out.
+    atexit.register(lambda: _stop_children() if _interrupted.is_set() else None)
 
 
 def interrupted() -> bool:
@@ -61,6 +65,12 @@ def _stop_now() -> None:
     """
     if not _stopping.acquire(blocking=False):
         return
+    _stop_children()
+    _say("error: interrupted")
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _stop_children() -> None:
     try:
         children = psutil.Process().children(recursive=True)
         for child in children:
@@ -68,5 +78,3 @@ def _stop_now() -> None:
         psutil.wait_procs(children, timeout=3)
     except Exception:  # noqa: BLE001 - exiting matters more than tidying up
         pass
-    _say("error: interrupted")
-    os._exit(EXIT_INTERRUPTED)

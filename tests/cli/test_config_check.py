@@ -80,3 +80,12 @@ def test_unsorted_bins_caught(config):
 
     with pytest.raises(ConfigError, match=r"user_attributes\.age bin edges must increase, got \[50, 18\]"):
         check_config(bad)
+
+
+def test_segment_attribute_not_in_source_spec(config, tmp_path):
+    segments = tmp_path / "country.yaml"
+    segments.write_text("name: country\nkeys:\n  - attribute: country\n")
+    with pytest.raises(ConfigError, match=r"attributes \['country'\] are not mapped by source_spec "
+                                          r"features/movielens_100k\.yaml \(its users\.attributes: "
+                                          r"\['age', 'gender', 'occupation'\]\)"):
+        check_config(replace(config, segment_spec=str(segments)))
