@@ -95,7 +95,7 @@ def _dataclass_in(annotation: Any) -> type | None:
 def nearest_key(key: str, names: Iterable[str]) -> str | None:
     """Return the valid name closest to a mistyped ``key``, or None when none is close."""
     names = list(names)
-    close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     if close:
         return close[0]
     # Short names such as LoRA's ``r`` are too short for a similarity ratio, so accept a shared prefix.
