@@ -19,9 +19,13 @@ STUBBORN = textwrap.dedent("""
     interrupt.install(grace_seconds=1.0)
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    print(child.pid, flush=True)
+    announced = False
     while True:
         try:
+            # Announce from inside the try block: the test sends SIGINT as soon as it reads this.
+            if not announced:
+                print(child.pid, flush=True)
+                announced = True
             while True:
                 time.sleep(0.05)
         except KeyboardInterrupt:
