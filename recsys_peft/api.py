@@ -74,7 +74,7 @@ def fetch(config: PipelineConfig, log: Log = _info) -> Path:
     raw_dir = Path(config.raw_dir)
     if config.fetch_movielens:
         fetch_movielens_100k(raw_dir)
-    log(f"fetch raw_dir={raw_dir} files={len(list(raw_dir.glob('*')))}")
+    log(f"fetch raw_dir={raw_dir} entries={len(list(raw_dir.glob('*')))}")
     return raw_dir
 
 

@@ -29,8 +29,8 @@ def ingest(
 ) -> None:
     """Add new files to a store; files whose content the store already has are skipped.
 
-    With SOURCE and --store, the files are ingested in this process. With --config (and no
-    SOURCE), the scheduled ingest flow runs on the config's raw_dir and WORK_DIR/store.
+    With SOURCE and --store, the files are ingested in this process.
+    With --config and no SOURCE, the scheduled ingest flow runs on the config's raw_dir and WORK_DIR/store.
 
     Example: recsys-peft ingest data/raw/ml-100k --store data/demo/store
     """
