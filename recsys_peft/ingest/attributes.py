@@ -8,7 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recsys_peft.ingest.readers import SOURCE_LINE, json_type_column, read_raw_table, strip_strings
+from recsys_peft.ingest.readers import (SOURCE_LINE, is_json_type_column, json_type_column, read_raw_table,
+                                       strip_strings)
 from recsys_peft.ingest.spec import AttributeSource, SourceSpec
 from recsys_peft.ingest.validate import normalize_int_ids
 from recsys_peft.ingest.vocab import Vocabulary
@@ -18,7 +19,7 @@ def require_columns(table: pa.Table, path: Path, needed: list[str], spec: Source
     """Raise ``ValueError`` naming the file and the missing columns unless ``table`` has ``needed``."""
     missing = [name for name in needed if name not in table.column_names]
     if missing:
-        found = [name for name in table.column_names if name != SOURCE_LINE and not name.endswith(json_type_column(""))]
+        found = [name for name in table.column_names if name != SOURCE_LINE and not is_json_type_column(name)]
         raise ValueError(
             f"{path}: missing column(s) {missing} required by source spec {spec.path or spec.name}; "
             f"found columns {found}"

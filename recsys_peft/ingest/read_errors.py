@@ -7,26 +7,13 @@ line number or a message for the user.
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
+from recsys_peft.ingest.raw_files import open_binary, open_text
 from recsys_peft.ingest.spec import FileLayout
 
 _SCAN_BYTES = 1 << 20
-
-
-def _open_binary(path: Path) -> io.BufferedIOBase:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rb")
-    return open(path, "rb")
-
-
-def _open_text(path: Path, encoding: str) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding=encoding)
-    return open(path, encoding=encoding)
 
 
 def first_line_with_wrong_field_count(path: Path, layout: FileLayout, delimiter: str) -> int | None:
@@ -34,7 +21,7 @@ def first_line_with_wrong_field_count(path: Path, layout: FileLayout, delimiter:
 
     Only called after a parse error, to say where it is. Commas honour quotes, like the reader.
     """
-    with _open_text(path, layout.encoding) as handle:
+    with open_text(path, layout.encoding) as handle:
         if delimiter == ",":
             rows = ((number, len(fields)) for number, fields in enumerate(csv.reader(handle), start=1))
         else:
@@ -53,7 +40,7 @@ def first_line_with_wrong_field_count(path: Path, layout: FileLayout, delimiter:
 def _line_lengths(path: Path) -> Iterator[tuple[int, int]]:
     """Yield (line number, length in bytes) of each line, reading a bounded chunk at a time."""
     number, length = 1, 0
-    with _open_binary(path) as handle:
+    with open_binary(path) as handle:
         for chunk in iter(lambda: handle.read(_SCAN_BYTES), b""):
             start = 0
             end = chunk.find(b"\n", start)
@@ -108,7 +95,7 @@ def undecodable_line(path: Path, layout: FileLayout, delimiter: str | None, type
     fix = (f"Set `encoding:` for this file in the source spec to the file's encoding "
            f"(for example `encoding: latin-1` under `interactions:`).")
     names = list(layout.column_names) if layout.column_names else None
-    with _open_binary(path) as handle:
+    with open_binary(path) as handle:
         for number, raw in enumerate(handle, start=1):
             raw = raw.rstrip(b"\r\n")
             text = raw.decode(encoding, errors="surrogateescape")

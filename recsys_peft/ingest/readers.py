@@ -18,8 +18,6 @@ can quarantine it where only a string or a number is an acceptable value (ids).
 from __future__ import annotations
 
 import glob
-import gzip
-import io
 import json
 import logging
 from collections.abc import Iterator
@@ -31,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from recsys_peft.ingest.raw_files import open_text
 from recsys_peft.ingest.read_errors import first_line_with_wrong_field_count, row_larger_than_block, undecodable_line
 from recsys_peft.ingest.spec import FileLayout
 
@@ -57,6 +56,11 @@ def json_type_column(name: str) -> str:
     return f"{name}{_JSON_TYPE_SUFFIX}"
 
 
+def is_json_type_column(name: str) -> bool:
+    """Tell whether ``name`` is a companion column made by ``json_type_column``."""
+    return name.endswith(_JSON_TYPE_SUFFIX)
+
+
 class EmptyInputError(ValueError):
     """A file that is empty where rows were expected."""
 
@@ -80,12 +84,6 @@ def list_input_files(raw_dir: Path, pattern: str) -> list[Path]:
             return files
         raise FileNotFoundError(f"no input file matches: {path}")
     raise FileNotFoundError(f"input file not found: {path}")
-
-
-def open_text(path: Path, encoding: str) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding=encoding)
-    return open(path, encoding=encoding)
 
 
 def _recbole_header(path: Path, encoding: str) -> list[str]:
