@@ -15,6 +15,12 @@ from recsys_peft.config_file import ConfigError, nearest_key
 from recsys_peft.models.sasrec import SASRecConfig
 from recsys_peft.models.two_tower import TwoTowerConfig
 
+if typing.TYPE_CHECKING:
+    from recsys_peft.ingest.spec import SourceSpec
+    from recsys_peft.segments import SegmentSpec
+
+T = typing.TypeVar("T")
+
 # Architecture fields sized from the data; a config cannot set them.
 DATA_SIZED_FIELDS = frozenset({"num_users", "num_items", "num_tags", "attribute_cardinalities"})
 ARCHITECTURES: dict[str, type] = {"two_tower": TwoTowerConfig, "sasrec": SASRecConfig}
@@ -57,11 +63,12 @@ def _check_adapter_targets(config: PipelineConfig) -> None:
         raise ConfigError(f"finetune.lora.target_modules: {error}") from None
 
 
-def _check_spec(kind: str, path: str, load: typing.Callable[[str], object]) -> None:
+def _check_spec(kind: str, path: str, load: typing.Callable[[str], T]) -> T:
+    """Load the spec at ``path`` and return it; raise ``ConfigError`` naming ``kind`` when that fails."""
     if not Path(path).is_file():
         raise ConfigError(f"{kind}: file not found: {path}")
     try:
-        load(path)  # the spec loaders report YAML syntax errors as ValueError, with line and column
+        return load(path)  # the spec loaders report YAML syntax errors as ValueError, with line and column
     except (ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"{kind}: {error}") from None
 
@@ -78,12 +85,9 @@ def _check_user_attributes(attributes: object) -> None:
             raise ConfigError(f"user_attributes.{name} bin edges must increase, got {list(edges)}")
 
 
-def _check_segment_attributes(source_spec_path: str, segment_spec_path: str) -> None:
+def _check_segment_attributes(source: SourceSpec, segments: SegmentSpec, source_spec_path: str,
+                              segment_spec_path: str) -> None:
     """Raise ``ConfigError`` when the segment spec groups users by attributes the source spec does not map."""
-    from recsys_peft.ingest.spec import load_source_spec
-    from recsys_peft.segments import load_segment_spec
-
-    source, segments = load_source_spec(source_spec_path), load_segment_spec(segment_spec_path)
     needed = sorted({key.attribute for level in segments.levels if level.source == "attributes" for key in level.keys})
     mapped = set(source.users.attributes) if source.users is not None else set()
     missing = [name for name in needed if name not in mapped]
@@ -102,9 +106,9 @@ def check_config(config: PipelineConfig, need_raw: bool = True) -> None:
     from recsys_peft.ingest.spec import load_source_spec
     from recsys_peft.segments import load_segment_spec
 
-    _check_spec("source_spec", config.source_spec, load_source_spec)
-    _check_spec("segment_spec", config.segment_spec, load_segment_spec)
-    _check_segment_attributes(config.source_spec, config.segment_spec)
+    source = _check_spec("source_spec", config.source_spec, load_source_spec)
+    segments = _check_spec("segment_spec", config.segment_spec, load_segment_spec)
+    _check_segment_attributes(source, segments, config.source_spec, config.segment_spec)
     if need_raw and not config.fetch_movielens and not Path(config.raw_dir).is_dir():
         raise ConfigError(f"raw_dir: folder not found: {config.raw_dir} (set fetch_movielens=true to download "
                           f"MovieLens-100K there, or point raw_dir at your files)")

@@ -27,7 +27,7 @@ def _is_implicit_handler(handler: logging.Handler) -> bool:
 def _plain_text(handler: logging.Handler) -> None:
     """Stop a Rich console handler from turning ``:name:`` in messages into emoji (segment ``X:99``)."""
     console = getattr(handler, "console", None)
-    # Rich reads this attribute when print() is not told otherwise; it has no public setter.
+    # Rich reads this attribute when print() gets no emoji argument, and it has no public setter.
     if console is not None and hasattr(console, "_emoji"):
         console._emoji = False
 

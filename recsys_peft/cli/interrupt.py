@@ -34,7 +34,8 @@ def install(grace_seconds: float = GRACE_SECONDS) -> None:
 
     def on_interrupt(signum: int, frame: object) -> None:
         if _interrupted.is_set():
-            _stop_now()
+            _stop_now()             # returns only when the grace timer is already stopping the process
+            raise KeyboardInterrupt
         _interrupted.set()
         _say(f"interrupted: stopping within {grace_seconds:g} s. Files already written stay whole; "
              "run the same command again to go on. Ctrl-C again stops at once.")

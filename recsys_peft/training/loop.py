@@ -19,9 +19,8 @@ class TrainConfig:
     """Optimisation settings; ``patience`` is in epochs without a better validation score.
 
     ``ema_decay`` above 0 keeps an exponential moving average of the trained weights, updated
-    after every step; validation, early stopping and the returned model use the average. It
-    smooths out the step-to-step noise of the last epochs, so the validation score of an epoch
-    says more about the next one.
+    after every step. Validation, early stopping and the returned model use the average, which
+    smooths out the step-to-step noise of the last epochs.
     """
 
     epochs: int = 40
@@ -189,9 +188,9 @@ class WeightAverage:
     def swap(self) -> None:
         """Exchange the model's weights and the averages (calling it twice restores both)."""
         for parameter, average in zip(self.parameters, self.average):
-            held = parameter.detach().clone()
+            trained = parameter.detach().clone()
             parameter.copy_(average)
-            average.copy_(held)
+            average.copy_(trained)
 
 
 def copy_model(model: nn.Module) -> nn.Module:
