@@ -116,3 +116,10 @@ def test_bias_parameter_count():
 def test_config_round_trips_segment_bias():
     assert LoRAConfig.from_dict(BIASED.to_dict()) == BIASED
     assert BIASED.with_rank(1).segment_bias
+
+
+def test_bias_of_wrong_shape_rejected():
+    state = adapter_state(TwoLayers(1, BIASED), 0)
+    state["first.lora_bias"] = torch.zeros(OUT_FEATURES + 1)
+    with pytest.raises(ValueError, match=r"adapter bias of layer 'first' has shape \(6,\), expected \(5,\)"):
+        load_adapter_state(TwoLayers(1, BIASED), 0, state)

@@ -91,3 +91,18 @@ def test_ingest_failure_keeps_previous_store(raw_dir, tmp_path, make_spec, now):
 
     assert file_contents(store) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == siblings_before
+
+
+def test_ingest_invalid_utf8_keeps_previous_store(raw_dir, tmp_path, make_spec, now):
+    events = raw_dir / "events.csv"
+    events.write_text(EVENTS, encoding="utf-8")
+    store = tmp_path / "store"
+    ingest_source(make_spec(), raw_dir, store, now=now)
+    before = file_contents(store)
+
+    events.write_bytes(b"user,item,ts,rating\nu3,c,300,1\nu\xe94,d,400,2\n")
+    with pytest.raises(ValueError, match=re.escape(f"{events}: line 3, column 'user': value b'u\\xe94' "
+                                                   f"is not valid utf-8 text")):
+        ingest_source(make_spec(), raw_dir, store, now=now)
+
+    assert file_contents(store) == before
